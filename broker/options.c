@@ -1,0 +1,127 @@
+/* Option value parsing shared by the plugins and tools. */
+#include "options.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int pg_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *err,
+		size_t errlen)
+{
+	unsigned long long v;
+	char *end;
+
+	if (s == NULL || *s < '0' || *s > '9') {
+		snprintf(err, errlen, "'%s' is not a whole number", s ? s : "");
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max) {
+		snprintf(err, errlen, "'%s' is not a whole number from %llu to %llu", s,
+			 (unsigned long long)min, (unsigned long long)max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int pg_opt_bool(const char *s, bool *out, char *err, size_t errlen)
+{
+	static const char *const yes[] = {"true", "yes", "on", "1"};
+	static const char *const no[] = {"false", "no", "off", "0"};
+	size_t i;
+
+	for (i = 0; s != NULL && i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "'%s' is not true or false", s ? s : "");
+	return -1;
+}
+
+int pg_opt_rate(const char *s, unsigned default_per_s, unsigned *count, unsigned *per_s,
+		char *err, size_t errlen)
+{
+	char buf[64];
+	char *slash;
+	uint64_t n, per = default_per_s;
+
+	if (s == NULL || strlen(s) >= sizeof(buf)) {
+		snprintf(err, errlen, "expected a rate N or N/SECONDS");
+		return -1;
+	}
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash) {
+		*slash = '\0';
+	}
+	if (pg_opt_uint(buf, 0, 1000000000, &n, err, errlen) != 0 ||
+	    (slash && pg_opt_uint(slash + 1, 1, 86400, &per, err, errlen) != 0)) {
+		return -1;
+	}
+	*count = (unsigned)n;
+	*per_s = (unsigned)per;
+	return 0;
+}
+
+int pg_read_file(const char *path, size_t max, char **buf, size_t *len, char *err,
+		 size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	char *data = NULL;
+	size_t n = 0, cap = 4096;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		char *grown;
+		size_t got;
+		if (cap > max + 1) {
+			cap = max + 1;
+		}
+		grown = realloc(data, cap + 1);
+		if (grown == NULL) {
+			snprintf(err, errlen, "out of memory reading %s", path);
+			goto fail;
+		}
+		data = grown;
+		got = fread(data + n, 1, cap - n, f);
+		n += got;
+		if (n > max) {
+			snprintf(err, errlen, "%s is larger than %zu bytes", path, max);
+			goto fail;
+		}
+		if (got == 0 || n < cap) {
+			if (ferror(f)) {
+				snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+				goto fail;
+			}
+			if (feof(f)) {
+				break;
+			}
+		}
+		if (n == cap) {
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	data[n] = '\0';
+	*buf = data;
+	*len = n;
+	return 0;
+fail:
+	fclose(f);
+	free(data);
+	return -1;
+}

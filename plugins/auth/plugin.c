@@ -1,0 +1,138 @@
+/*
+ * pigeon_auth entry points: load options and keys, register the callbacks,
+ * reload keys and the revocation list on SIGHUP, expire login-limit windows
+ * on the tick. The work itself is in basic_auth.c and acl_check.c.
+ */
+#include "pigeon_auth.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sessions.h"
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	int i;
+
+	for (i = 0; i < supported_version_count; i++) {
+		if (supported_versions[i] == 5) {
+			return 5;
+		}
+	}
+	return -1;
+}
+
+/*
+ * SIGHUP. Mosquitto 2.0.11 passes no options here and stops at the first
+ * RELOAD callback that does not defer, so this re-reads the files the start
+ * options named and always defers, letting the other pigeon plugins reload.
+ */
+static int auth_reload_cb(int event, void *event_data, void *userdata)
+{
+	struct auth_plugin *ap = userdata;
+	struct auth_keys fresh;
+
+	if (auth_keys_load(&ap->cfg, &fresh) != MOSQ_ERR_SUCCESS) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     AUTH_LOG_PREFIX "reload failed, keeping the keys and revocation "
+						     "list loaded before");
+		return MOSQ_ERR_PLUGIN_DEFER;
+	}
+	auth_keys_free(&ap->keys);
+	ap->keys = fresh;
+	mosquitto_log_printf(MOSQ_LOG_INFO, AUTH_LOG_PREFIX "reloaded keys, %zu revocation entries",
+			     pg_revoked_count(ap->keys.revoked));
+	auth_kick_revoked(ap);
+	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
+static int auth_tick_cb(int event, void *event_data, void *userdata)
+{
+	struct auth_plugin *ap = userdata;
+
+	pg_loginlimit_expire(ap->loginlimit, (int64_t)time(NULL));
+	return MOSQ_ERR_SUCCESS;
+}
+
+static const struct {
+	int event;
+	MOSQ_FUNC_generic_callback cb;
+} auth_callbacks[] = {
+	{MOSQ_EVT_BASIC_AUTH, auth_basic_auth_cb}, {MOSQ_EVT_ACL_CHECK, auth_acl_check_cb},
+	{MOSQ_EVT_DISCONNECT, auth_disconnect_cb}, {MOSQ_EVT_RELOAD, auth_reload_cb},
+	{MOSQ_EVT_TICK, auth_tick_cb},
+};
+#define AUTH_NCALLBACKS (sizeof(auth_callbacks) / sizeof(auth_callbacks[0]))
+
+static void auth_free(struct auth_plugin *ap)
+{
+	auth_keys_free(&ap->keys);
+	auth_config_free(&ap->cfg);
+	pg_loginlimit_free(ap->loginlimit);
+	free(ap);
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+			  struct mosquitto_opt *options, int option_count)
+{
+	struct auth_plugin *ap = calloc(1, sizeof(*ap));
+	size_t i;
+	int rc;
+
+	if (ap == NULL) {
+		return MOSQ_ERR_NOMEM;
+	}
+	ap->id = identifier;
+	rc = auth_config_parse(&ap->cfg, options, option_count);
+	if (rc == MOSQ_ERR_SUCCESS) {
+		rc = auth_keys_load(&ap->cfg, &ap->keys);
+	}
+	if (rc != MOSQ_ERR_SUCCESS) {
+		auth_free(ap);
+		return rc;
+	}
+	ap->loginlimit = pg_loginlimit_new(ap->cfg.login_fail_limit, ap->cfg.login_fail_window_s);
+	if (ap->loginlimit == NULL) {
+		auth_free(ap);
+		return MOSQ_ERR_NOMEM;
+	}
+	for (i = 0; i < AUTH_NCALLBACKS; i++) {
+		rc = mosquitto_callback_register(identifier, auth_callbacks[i].event,
+						 auth_callbacks[i].cb, NULL, ap);
+		if (rc != MOSQ_ERR_SUCCESS) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, AUTH_LOG_PREFIX "cannot register callback %d",
+					     auth_callbacks[i].event);
+			while (i-- > 0) {
+				mosquitto_callback_unregister(identifier, auth_callbacks[i].event,
+							      auth_callbacks[i].cb, NULL);
+			}
+			auth_free(ap);
+			return rc;
+		}
+	}
+	*userdata = ap;
+	mosquitto_log_printf(MOSQ_LOG_INFO,
+			     AUTH_LOG_PREFIX "ready: algorithms 0x%x, clock skew %llds, login fail "
+					     "limit %u per %us, user notify %s",
+			     ap->cfg.algs, (long long)ap->cfg.clock_skew_s, ap->cfg.login_fail_limit,
+			     ap->cfg.login_fail_window_s, ap->cfg.user_notify ? "on" : "off");
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+	struct auth_plugin *ap = userdata;
+	size_t i;
+
+	if (ap == NULL) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	for (i = 0; i < AUTH_NCALLBACKS; i++) {
+		mosquitto_callback_unregister(ap->id, auth_callbacks[i].event, auth_callbacks[i].cb,
+					      NULL);
+	}
+	pg_sessions_reset();
+	auth_free(ap);
+	return MOSQ_ERR_SUCCESS;
+}
