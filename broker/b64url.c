@@ -13,10 +13,19 @@
 
 #include <openssl/evp.h>
 
-static int b64url_char_ok(char c)
+/* The 6-bit value of a base64url character, or -1 for any other byte. */
+static int b64url_value(char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_';
+	if (c >= 'A' && c <= 'Z') {
+		return c - 'A';
+	}
+	if (c >= 'a' && c <= 'z') {
+		return c - 'a' + 26;
+	}
+	if (c >= '0' && c <= '9') {
+		return c - '0' + 52;
+	}
+	return c == '-' ? 62 : c == '_' ? 63 : -1;
 }
 
 int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
@@ -43,10 +52,18 @@ int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t ou
 	}
 	for (i = 0; i < inlen; i++) {
 		char c = in[i];
-		if (!b64url_char_ok(c)) {
+		if (b64url_value(c) < 0) {
 			goto out;
 		}
 		std[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+	}
+	/*
+	 * The bits of the last character that fall beyond the data must be zero
+	 * (RFC 4648 §3.5): otherwise several texts decode alike, and a token
+	 * could be altered without its signature bytes changing.
+	 */
+	if (pad != 0 && (b64url_value(in[inlen - 1]) & (pad == 1 ? 0x03 : 0x0f)) != 0) {
+		goto out;
 	}
 	for (; i < stdlen; i++) {
 		std[i] = '=';

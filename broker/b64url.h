@@ -15,8 +15,9 @@
 
 /*
  * Decodes in[0..inlen) into out, whose capacity outcap must be at least
- * PG_B64URL_DECODED_MAX(inlen). Padding ('='), whitespace
- * and the standard alphabet's '+' '/' are refused. Returns 0 and sets *outlen,
+ * PG_B64URL_DECODED_MAX(inlen). Padding ('='), whitespace, the standard
+ * alphabet's '+' '/' and non-zero pad bits in the last character (a
+ * non-canonical encoding) are refused. Returns 0 and sets *outlen,
  * or -1 on malformed input or a too small out.
  */
 int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,

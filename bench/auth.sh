@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# What authentication costs (docs/benchmarks.md, "Authentication").
+#
+# Builds pigeon-bench and pigeon_auth.so (RelWithDebInfo, in build-bench/),
+# measures token verifications per second on one core (HS256, ES256, EdDSA),
+# then runs two copies of the same /usr/sbin/mosquitto on free 127.0.0.1
+# ports with the same listener settings and minimal logging:
+#
+#   pigeon  pigeon_auth.so with a fresh HS256 secret, allow_anonymous false
+#   plain   no plugin, allow_anonymous true
+#
+# and runs sequential connect storms (connect -> CONNACK -> disconnect, COUNT
+# each) in ROUNDS rounds, rotating the order every round, in three series:
+#
+#   pigeon     against pigeon, username + token (verified by pigeon_auth)
+#   plain      against plain, the very same CONNECT packets (credentials ignored)
+#   anonymous  against plain, no credentials
+#
+# It prints every round, the median connects/s of each series, and the
+# ratios pigeon/plain and pigeon/anonymous with "auth cost = 1 - ratio".
+# Both brokers are stopped on exit, whatever happens.
+#
+# On a machine with 2 or more cores both brokers run pinned to the last core
+# and pigeon-bench to the first (taskset), so that the scheduler does not
+# move them around between rounds; --no-pin leaves placement to the kernel.
+#
+#   bench/auth.sh [--rounds R (5)] [--count N (10000)] [--token-seconds S (2)]
+#                 [--build-dir DIR (build-bench)] [--no-build] [--no-pin]
+#                 [--perf DIR]
+#
+# --perf DIR: after the rounds, records one more storm per broker with
+# `perf record -g -p <broker pid>` into DIR and writes the top of each
+# profile next to it (DIR/pigeon.txt, DIR/plain.txt).
+#
+# Needs: cmake, a C compiler, mosquitto, libmosquitto-dev, ss (iproute2),
+# taskset (util-linux); perf for --perf. Exit status 0 when measured, 1 on any failure.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rounds=5
+count=10000
+token_seconds=2
+build=$root/build-bench
+do_build=1
+perf_dir=""
+pin=1
+mosquitto=${MOSQUITTO:-/usr/sbin/mosquitto}
+# Bounds on every wait, in seconds.
+storm_limit=120 # one storm (pigeon-bench --time-limit); timeout(1) adds 30
+start_limit=5   # a broker to start listening
+stop_limit=5    # a broker to exit after SIGTERM
+
+die() {
+	echo "bench/auth.sh: $*" >&2
+	exit 1
+}
+
+usage() {
+	sed -n '/^#   bench/,/^#                 \[--perf/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+check_uint() { # name value min max
+	if [[ ! $2 =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
+		die "$1 must be an integer in $3..$4, not '$2'"
+	fi
+}
+
+while (($#)); do
+	case $1 in
+	--rounds | --count | --token-seconds | --build-dir | --perf)
+		(($# >= 2)) || die "$1 needs a value"
+		;;
+	esac
+	case $1 in
+	--rounds) rounds=${2:-} && shift ;;
+	--count) count=${2:-} && shift ;;
+	--token-seconds) token_seconds=${2:-} && shift ;;
+	--build-dir) build=${2:-} && shift ;;
+	--no-build) do_build=0 ;;
+	--no-pin) pin=0 ;;
+	--perf) perf_dir=${2:-} && shift ;;
+	-h | --help) usage && exit 0 ;;
+	*) usage >&2 && die "unknown argument '$1'" ;;
+	esac
+	shift
+done
+check_uint --rounds "$rounds" 1 50
+check_uint --count "$count" 1 100000
+check_uint --token-seconds "$token_seconds" 1 60
+
+for tool in cmake ss timeout taskset "$mosquitto"; do
+	command -v "$tool" >/dev/null || die "$tool not found"
+done
+[[ -z $perf_dir ]] || command -v perf >/dev/null || die "--perf needs perf"
+
+# ---- build ---------------------------------------------------------------
+if ((do_build)); then
+	echo "# building in $build" >&2
+	mkdir -p "$build"
+	cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIGEON_WERROR=ON \
+		>"$build/bench-build.log" 2>&1 || die "cmake failed, see $build/bench-build.log"
+	cmake --build "$build" -j"$(nproc)" --target pigeon-bench pigeon_auth \
+		>>"$build/bench-build.log" 2>&1 || die "build failed, see $build/bench-build.log"
+fi
+bench=$build/bin/pigeon-bench
+ncpu=$(nproc)
+broker_cpus=0-$((ncpu - 1))
+client_cpus=0-$((ncpu - 1))
+if ((pin && ncpu >= 2)); then
+	broker_cpus=$((ncpu - 1))
+	client_cpus=0
+fi
+plugin=$build/lib/pigeon_auth.so
+[[ -x $bench && -f $plugin ]] || die "no $bench or $plugin (build first)"
+
+# ---- ephemeral ports -----------------------------------------------------
+# Every connect leaves a client socket in TIME_WAIT for 60 s. Without
+# tcp_tw_reuse, a run needing more ports towards one broker port than the
+# ephemeral range holds fails with EADDRNOTAVAIL half way.
+read -r port_lo port_hi </proc/sys/net/ipv4/ip_local_port_range
+tw_reuse=$(cat /proc/sys/net/ipv4/tcp_tw_reuse)
+per_port=$(((2 * rounds + 2) * count + 2000)) # the plain broker's share, worst case
+if ((tw_reuse == 0 && per_port > (port_hi - port_lo + 1) * 3 / 4)); then
+	die "this run opens ~$per_port connections to one port within a minute, more than" \
+		"the ephemeral range $port_lo-$port_hi can hold in TIME_WAIT; allow reuse on" \
+		"loopback (sysctl -w net.ipv4.tcp_tw_reuse=2) or lower --rounds/--count"
+fi
+
+# ---- brokers -------------------------------------------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pigeon-bench.XXXXXX")
+declare -A pid port
+perf_pid=""
+cleanup() {
+	local name p i
+	[[ -z $perf_pid ]] || kill -KILL "$perf_pid" 2>/dev/null || true
+	for name in "${!pid[@]}"; do
+		p=${pid[$name]}
+		kill -TERM "$p" 2>/dev/null || continue
+		for ((i = 0; i < stop_limit * 10; i++)); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+(umask 077 && head -c 32 /dev/urandom >"$tmp/jwt.secret")
+
+# A port below the ephemeral range that nothing listens on.
+free_port() {
+	local p i
+	for ((i = 0; i < 100; i++)); do
+		p=$((20000 + RANDOM % 10000))
+		if ((p < port_lo || p > port_hi)) && [[ -z $(ss -Hltn "sport = :$p") ]]; then
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+# start_broker NAME EXTRA_CONF: starts mosquitto, waits until it listens.
+start_broker() {
+	local name=$1 extra=$2 conf=$tmp/$1.conf p attempt i user_line=""
+	# As root, mosquitto would switch to the 'mosquitto' user, which cannot
+	# read a build tree under /root.
+	[[ $(id -u) -ne 0 ]] || user_line="user root"
+	for ((attempt = 0; attempt < 5; attempt++)); do
+		p=$(free_port)
+		cat >"$conf" <<-CONF
+			listener $p 127.0.0.1
+			$user_line
+			persistence false
+			max_connections -1
+			connection_messages false
+			log_dest file $tmp/$name.log
+			log_type error
+			log_type warning
+			log_type notice
+			$extra
+		CONF
+		taskset -c "$broker_cpus" "$mosquitto" -c "$conf" >>"$tmp/$name.out" 2>&1 &
+		pid[$name]=$!
+		for ((i = 0; i < start_limit * 10; i++)); do
+			if ! kill -0 "${pid[$name]}" 2>/dev/null; then
+				break # exited: port taken meanwhile, or a bad config
+			fi
+			if ss -Hltnp "sport = :$p" | grep -q "pid=${pid[$name]},"; then
+				port[$name]=$p
+				return 0
+			fi
+			sleep 0.1
+		done
+		kill -KILL "${pid[$name]}" 2>/dev/null || true
+		wait "${pid[$name]}" 2>/dev/null || true
+		unset "pid[$name]"
+	done
+	cat "$tmp/$name.out" "$tmp/$name.log" >&2 2>/dev/null || true
+	die "broker $name did not start listening within ${start_limit} s (5 attempts)"
+}
+
+start_broker pigeon "allow_anonymous false
+plugin $plugin
+plugin_opt_jwt_secret_file $tmp/jwt.secret"
+start_broker plain "allow_anonymous true"
+
+# storm SERIES COUNT [LABEL]: one storm; prints pigeon-bench's result line.
+storm() {
+	local series=$1 n=$2 label=${3:-$1} broker args out
+	case $series in
+	pigeon) broker=pigeon args=(--secret-file "$tmp/jwt.secret") ;;
+	plain) broker=plain args=(--secret-file "$tmp/jwt.secret") ;;
+	anonymous) broker=plain args=(--anonymous) ;;
+	esac
+	if ! out=$(timeout $((storm_limit + 30)) taskset -c "$client_cpus" "$bench" connect --port "${port[$broker]}" \
+		--count "$n" --label "$label" --time-limit "$storm_limit" "${args[@]}" 2>"$tmp/err"); then
+		cat "$tmp/err" >&2
+		echo "--- broker $broker log:" >&2
+		tail -20 "$tmp/$broker.log" >&2 || true
+		die "$series storm failed"
+	fi
+	kill -0 "${pid[$broker]}" 2>/dev/null || die "broker $broker died during the $series storm"
+	echo "$out"
+}
+
+median() { # numbers on stdin
+	sort -g | awk '{v[NR] = $1} END {
+		if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ---- run -----------------------------------------------------------------
+echo "# pigeon authentication benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "# command: bench/auth.sh --rounds $rounds --count $count --token-seconds $token_seconds" \
+	"$( ((pin)) || echo --no-pin)"
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')," \
+	"Linux $(uname -r)"
+echo "# broker: $("$mosquitto" -h 2>/dev/null | head -1), build type RelWithDebInfo"
+echo "# net.ipv4.tcp_tw_reuse=$tw_reuse, ephemeral ports $port_lo-$port_hi"
+echo "# brokers: pigeon on 127.0.0.1:${port[pigeon]}, plain on 127.0.0.1:${port[plain]}," \
+	"on CPU $broker_cpus; pigeon-bench on CPU $client_cpus"
+
+taskset -c "$client_cpus" "$bench" tokens --seconds "$token_seconds" || die "pigeon-bench tokens failed"
+
+series=(pigeon plain anonymous)
+for s in "${series[@]}"; do
+	storm "$s" 1000 "warmup-$s" | sed 's/^/# /'
+done
+
+declare -A fig m
+for ((r = 1; r <= rounds; r++)); do
+	for ((k = 0; k < 3; k++)); do
+		s=${series[$(((r - 1 + k) % 3))]}
+		line=$(storm "$s" "$count")
+		fig[$r,$s]=$(awk '{print $3}' <<<"$line")
+		echo "round $r $line"
+	done
+done
+
+echo
+printf '%-6s %10s %10s %10s %13s %17s\n' round pigeon plain anonymous pigeon/plain \
+	pigeon/anonymous
+for ((r = 1; r <= rounds; r++)); do
+	awk -v r="$r" -v a="${fig[$r,pigeon]}" -v b="${fig[$r,plain]}" -v c="${fig[$r,anonymous]}" \
+		'BEGIN {printf "%-6s %10d %10d %10d %13.3f %17.3f\n", r, a, b, c, a / b, a / c}'
+done
+for s in "${series[@]}"; do
+	m[$s]=$(for ((r = 1; r <= rounds; r++)); do echo "${fig[$r,$s]}"; done | median)
+done
+rp=$(for ((r = 1; r <= rounds; r++)); do
+	awk -v a="${fig[$r,pigeon]}" -v b="${fig[$r,plain]}" 'BEGIN {print a / b}'
+done | median)
+ra=$(for ((r = 1; r <= rounds; r++)); do
+	awk -v a="${fig[$r,pigeon]}" -v c="${fig[$r,anonymous]}" 'BEGIN {print a / c}'
+done | median)
+echo
+for s in "${series[@]}"; do
+	echo "median $s ${m[$s]} connects/s"
+done
+awk -v a="${m[pigeon]}" -v b="${m[plain]}" -v c="${m[anonymous]}" -v rp="$rp" -v ra="$ra" 'BEGIN {
+	printf "ratio pigeon/plain %.3f auth cost %.1f %% (median of per-round ratios %.3f)\n",
+		a / b, (1 - a / b) * 100, rp
+	printf "ratio pigeon/anonymous %.3f auth cost %.1f %% (median of per-round ratios %.3f)\n",
+		a / c, (1 - a / c) * 100, ra
+	printf "target HS256 auth cost < 10 %% of connect throughput: %s\n",
+		(1 - a / b < 0.10 && 1 - a / c < 0.10) ? "met" : "NOT met"
+}'
+
+# ---- profile (optional) --------------------------------------------------
+if [[ -n $perf_dir ]]; then
+	mkdir -p "$perf_dir"
+	for s in pigeon plain; do
+		perf record -q -g -p "${pid[$s]}" -o "$perf_dir/$s.perf.data" -- sleep $((storm_limit + 30)) \
+			2>"$perf_dir/$s.perf.log" &
+		perf_pid=$!
+		sleep 1 # let perf attach
+		storm "$s" "$count" "perf-$s" | sed 's/^/# /'
+		kill -INT "$perf_pid" 2>/dev/null || true
+		for ((i = 0; i < 100; i++)); do
+			kill -0 "$perf_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$perf_pid" 2>/dev/null || true
+		wait "$perf_pid" 2>/dev/null || true
+		perf_pid=""
+		perf report -i "$perf_dir/$s.perf.data" --stdio --no-children --sort dso,sym \
+			--percent-limit 0.5 2>/dev/null | grep -v '^$' | grep -v '^ *|' |
+			grep -v '^ *---' >"$perf_dir/$s.txt" || true
+		echo "# perf profile of the $s broker: $perf_dir/$s.perf.data, top in $perf_dir/$s.txt"
+	done
+fi

@@ -1,0 +1,922 @@
+/*
+ * The store's broker-thread side: per-user state in memory, accept / ack /
+ * sync over the journal and the reader connection. See store.h.
+ *
+ * Pending entries. A journaled record is invisible to SQLite readers until
+ * the store thread commits it, so every accepted append (and every delete it
+ * implies: a replaced notification) is also kept as a pending entry, in LSN
+ * order both per user and globally. Sync reads SQLite, then merges the
+ * user's pending entries by seq; entries whose LSN is applied are dropped.
+ * The applied LSN is read *before* the SQLite snapshot, so an entry is
+ * dropped only once SQLite surely has it; if the store thread commits in
+ * between, the merge sees a seq twice and keeps it once.
+ */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uthash.h>
+
+#include "ident.h"
+#include "journal.pb-c.h"
+
+#define STORE_MSG_ID_MAX 128
+
+struct store_pending {
+	struct store_pending *next_user; /* the user's list, LSN order */
+	struct store_pending *next_fifo; /* all users, LSN order */
+	struct store_user *user;
+	uint64_t lsn;
+	uint64_t seq;
+	int64_t expires_at_ms;
+	bool is_delete;
+	size_t env_len;
+	uint8_t env[]; /* packed Envelope (appends) */
+};
+
+struct notify_slot {
+	uint64_t seq;
+	uint32_t merged;
+	int64_t expires_at_ms;
+	UT_hash_handle hh;
+	char type[PG_IDENT_MAX + 1];
+};
+
+struct device_cursor {
+	uint64_t seq;
+	UT_hash_handle hh;
+	char device[PG_IDENT_MAX + 1];
+};
+
+struct store_user {
+	char uid[PG_IDENT_MAX + 1];
+	uint64_t head;
+	uint64_t max_cursor; /* highest cursor of any device: what "acknowledged" means */
+	struct notify_slot *slots;
+	struct device_cursor *cursors;
+	struct store_pending *pending_head, *pending_tail;
+	UT_hash_handle hh;
+};
+
+struct store_dedup {
+	uint64_t lsn;
+	uint64_t seq;
+	int64_t created_ms;
+	UT_hash_handle hh;
+	size_t keylen;
+	char key[]; /* from '\0' msg_id */
+};
+
+/* ---------- user state ---------- */
+
+static void load_slot(const char *type, uint64_t seq, uint32_t merged, int64_t expires_at_ms,
+		      void *ud)
+{
+	struct store_user *u = ud;
+	struct notify_slot *s;
+
+	if (!pg_ident_valid_str(type)) {
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		return;
+	}
+	strcpy(s->type, type);
+	s->seq = seq;
+	s->merged = merged;
+	s->expires_at_ms = expires_at_ms;
+	HASH_ADD_STR(u->slots, type, s);
+}
+
+static void load_cursor(const char *device, uint64_t seq, void *ud)
+{
+	struct store_user *u = ud;
+	struct device_cursor *c;
+
+	if (!pg_ident_valid_str(device)) {
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		return;
+	}
+	strcpy(c->device, device);
+	c->seq = seq;
+	HASH_ADD_STR(u->cursors, device, c);
+	if (seq > u->max_cursor) {
+		u->max_cursor = seq;
+	}
+}
+
+/* The in-memory state of uid, loaded from SQLite on first use. NULL on failure. */
+static struct store_user *store_user_get(struct pg_store *st, const char *uid)
+{
+	struct store_user *u;
+
+	HASH_FIND_STR(st->users, uid, u);
+	if (u != NULL) {
+		return u;
+	}
+	u = calloc(1, sizeof(*u));
+	if (u == NULL) {
+		return NULL;
+	}
+	strcpy(u->uid, uid);
+	/*
+	 * Everything of this user is in SQLite: records journaled since open
+	 * were made from this in-memory state, which did not exist yet.
+	 */
+	if (store_db_user_head(&st->reader, uid, &u->head) != SQLITE_OK ||
+	    store_db_notify_slots(&st->reader, uid, load_slot, u) != SQLITE_OK ||
+	    store_db_cursors(&st->reader, uid, load_cursor, u) != SQLITE_OK) {
+		struct notify_slot *s, *stmp;
+		struct device_cursor *c, *ctmp;
+		HASH_ITER(hh, u->slots, s, stmp)
+		{
+			HASH_DEL(u->slots, s);
+			free(s);
+		}
+		HASH_ITER(hh, u->cursors, c, ctmp)
+		{
+			HASH_DEL(u->cursors, c);
+			free(c);
+		}
+		free(u);
+		return NULL;
+	}
+	HASH_ADD_STR(st->users, uid, u);
+	return u;
+}
+
+static void store_user_free(struct store_user *u)
+{
+	struct notify_slot *s, *stmp;
+	struct device_cursor *c, *ctmp;
+
+	HASH_ITER(hh, u->slots, s, stmp)
+	{
+		HASH_DEL(u->slots, s);
+		free(s);
+	}
+	HASH_ITER(hh, u->cursors, c, ctmp)
+	{
+		HASH_DEL(u->cursors, c);
+		free(c);
+	}
+	free(u);
+}
+
+/* ---------- pending entries ---------- */
+
+static struct store_pending *pending_new(struct pg_store *st, struct store_user *u, uint64_t lsn,
+					 uint64_t seq, bool is_delete, const uint8_t *env,
+					 size_t env_len, int64_t expires_at_ms)
+{
+	struct store_pending *p = malloc(sizeof(*p) + env_len);
+
+	if (p == NULL) {
+		return NULL;
+	}
+	p->next_user = NULL;
+	p->next_fifo = NULL;
+	p->user = u;
+	p->lsn = lsn;
+	p->seq = seq;
+	p->is_delete = is_delete;
+	p->expires_at_ms = expires_at_ms;
+	p->env_len = env_len;
+	if (env_len) {
+		memcpy(p->env, env, env_len);
+	}
+	return p;
+}
+
+static void pending_link(struct pg_store *st, struct store_pending *p)
+{
+	struct store_user *u = p->user;
+
+	if (u->pending_tail) {
+		u->pending_tail->next_user = p;
+	} else {
+		u->pending_head = p;
+	}
+	u->pending_tail = p;
+	if (st->fifo_tail) {
+		st->fifo_tail->next_fifo = p;
+	} else {
+		st->fifo_head = p;
+	}
+	st->fifo_tail = p;
+}
+
+/* Drops pending entries (and dedup entries) the store thread has applied. */
+static void pending_trim(struct pg_store *st)
+{
+	uint64_t applied = atomic_load(&st->applied_lsn);
+	struct store_dedup *d, *dtmp;
+
+	while (st->fifo_head && st->fifo_head->lsn <= applied) {
+		struct store_pending *p = st->fifo_head;
+		struct store_user *u = p->user;
+		st->fifo_head = p->next_fifo;
+		if (st->fifo_head == NULL) {
+			st->fifo_tail = NULL;
+		}
+		/* The oldest entry overall is also its user's oldest. */
+		u->pending_head = p->next_user;
+		if (u->pending_head == NULL) {
+			u->pending_tail = NULL;
+		}
+		free(p);
+	}
+	/* Dedup entries were added in LSN order too (uthash keeps insertion order). */
+	HASH_ITER(hh, st->dedup, d, dtmp)
+	{
+		if (d->lsn > applied) {
+			break;
+		}
+		HASH_DEL(st->dedup, d);
+		free(d);
+	}
+}
+
+/* ---------- dedup ---------- */
+
+static size_t dedup_key(char *buf, size_t cap, const char *from, const char *msg_id)
+{
+	size_t fl = strlen(from), ml = strlen(msg_id);
+
+	if (fl + 1 + ml > cap) {
+		return 0;
+	}
+	memcpy(buf, from, fl);
+	buf[fl] = '\0';
+	memcpy(buf + fl + 1, msg_id, ml);
+	return fl + 1 + ml;
+}
+
+static int dedup_lookup(struct pg_store *st, const char *from, const char *msg_id, int64_t now_ms,
+			uint64_t *seq, bool *found)
+{
+	char key[PG_IDENT_MAX + 1 + STORE_MSG_ID_MAX];
+	size_t klen = dedup_key(key, sizeof(key), from, msg_id);
+	int64_t since = now_ms - (int64_t)st->cfg.dedup_window_s * 1000;
+	struct store_dedup *d;
+
+	HASH_FIND(hh, st->dedup, key, klen, d);
+	if (d != NULL && d->created_ms >= since) {
+		*seq = d->seq;
+		*found = true;
+		return 0;
+	}
+	return store_db_dedup_find(&st->reader, from, msg_id, since, seq, found) == SQLITE_OK ? 0
+												   : -1;
+}
+
+static void dedup_remember(struct pg_store *st, const char *from, const char *msg_id,
+			   uint64_t lsn, uint64_t seq, int64_t now_ms)
+{
+	char key[PG_IDENT_MAX + 1 + STORE_MSG_ID_MAX];
+	size_t klen = dedup_key(key, sizeof(key), from, msg_id);
+	struct store_dedup *d = malloc(sizeof(*d) + klen);
+
+	if (d == NULL) {
+		return; /* only costs a SQLite lookup later */
+	}
+	d->lsn = lsn;
+	d->seq = seq;
+	d->created_ms = now_ms;
+	d->keylen = klen;
+	memcpy(d->key, key, klen);
+	HASH_ADD_KEYPTR(hh, st->dedup, d->key, klen, d);
+}
+
+/* ---------- open / close ---------- */
+
+struct replay_ctx {
+	struct pg_store *st;
+	uint64_t applied;
+	uint64_t max_lsn;
+	uint64_t replayed;
+	int rc;
+};
+
+static int replay_one(const uint8_t *payload, size_t len, void *ud)
+{
+	struct replay_ctx *rc = ud;
+	Pigeon__Journal__Record *rec = pigeon__journal__record__unpack(NULL, len, payload);
+	uint64_t lsn;
+
+	if (rec == NULL) {
+		return 0;
+	}
+	lsn = rec->lsn;
+	pigeon__journal__record__free_unpacked(rec, NULL);
+	if (lsn > rc->max_lsn) {
+		rc->max_lsn = lsn;
+	}
+	if (lsn <= rc->applied) {
+		return 0;
+	}
+	rc->rc = store_apply_packed(rc->st, payload, len, &lsn);
+	if (rc->rc != SQLITE_OK) {
+		return 1;
+	}
+	rc->replayed++;
+	return 0;
+}
+
+/* Applies journal records that SQLite does not have yet; sets st->next_lsn. */
+static int store_replay(struct pg_store *st, char *err, size_t errlen)
+{
+	struct replay_ctx ctx = {.st = st};
+	int torn = 0;
+
+	if (store_db_get_applied(&st->writer, &ctx.applied) != SQLITE_OK) {
+		snprintf(err, errlen, "reading applied_lsn: %s", store_db_errmsg(&st->writer));
+		return -1;
+	}
+	ctx.max_lsn = ctx.applied;
+	if (store_db_exec_simple(&st->writer, SQL_BEGIN) != SQLITE_OK) {
+		snprintf(err, errlen, "replay: %s", store_db_errmsg(&st->writer));
+		return -1;
+	}
+	if (pg_journal_replay(st->db_path, replay_one, &ctx, &torn, err, errlen) < 0 ||
+	    ctx.rc != SQLITE_OK) {
+		if (ctx.rc != SQLITE_OK) {
+			snprintf(err, errlen, "replaying the journal: %s", store_db_errmsg(&st->writer));
+		}
+		store_db_exec_simple(&st->writer, SQL_ROLLBACK);
+		return -1;
+	}
+	if (store_db_set_applied(&st->writer, ctx.max_lsn) != SQLITE_OK ||
+	    store_db_exec_simple(&st->writer, SQL_COMMIT) != SQLITE_OK) {
+		snprintf(err, errlen, "replay commit: %s", store_db_errmsg(&st->writer));
+		store_db_exec_simple(&st->writer, SQL_ROLLBACK);
+		return -1;
+	}
+	if (ctx.replayed > 0 || torn > 0) {
+		fprintf(stderr, "pigeon store: replayed %llu journal records%s\n",
+			(unsigned long long)ctx.replayed,
+			torn ? " (a torn tail was ignored: records after it were never acknowledged "
+			       "with sync=full)"
+			     : "");
+	}
+	atomic_store(&st->applied_lsn, ctx.max_lsn);
+	st->next_lsn = ctx.max_lsn + 1;
+	return 0;
+}
+
+int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char *err,
+		  size_t errlen)
+{
+	struct pg_store *st = calloc(1, sizeof(*st));
+
+	err[0] = '\0';
+	if (st == NULL || (st->db_path = strdup(cfg->db_path)) == NULL) {
+		free(st);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	st->cfg = *cfg;
+	st->cfg.db_path = st->db_path;
+	if (store_queue_init(&st->q) != 0) {
+		free(st->db_path);
+		free(st);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (store_db_open(&st->writer, st->db_path, true, cfg->sync_full, err, errlen) != 0 ||
+	    store_replay(st, err, errlen) != 0 ||
+	    store_db_open(&st->reader, st->db_path, false, cfg->sync_full, err, errlen) != 0 ||
+	    pg_journal_open(st->db_path, st->next_lsn, cfg->sync_full, &st->journal, err, errlen) !=
+		    0) {
+		goto fail;
+	}
+	pg_journal_trim(st->db_path, atomic_load(&st->applied_lsn));
+	if (store_thread_start(st) != 0) {
+		snprintf(err, errlen, "cannot start the store thread: %s", strerror(errno));
+		goto fail;
+	}
+	*out = st;
+	return 0;
+fail:
+	pg_journal_close(st->journal);
+	store_db_close(&st->reader);
+	store_db_close(&st->writer);
+	store_queue_destroy(&st->q);
+	free(st->db_path);
+	free(st);
+	return -1;
+}
+
+void pg_store_close(struct pg_store *st)
+{
+	struct store_user *u, *utmp;
+	struct store_dedup *d, *dtmp;
+	struct store_pending *p, *pn;
+
+	if (st == NULL) {
+		return;
+	}
+	store_thread_stop(st);
+	pg_journal_close(st->journal);
+	pg_journal_trim(st->db_path, atomic_load(&st->applied_lsn));
+	for (p = st->fifo_head; p; p = pn) {
+		pn = p->next_fifo;
+		free(p);
+	}
+	HASH_ITER(hh, st->users, u, utmp)
+	{
+		HASH_DEL(st->users, u);
+		store_user_free(u);
+	}
+	HASH_ITER(hh, st->dedup, d, dtmp)
+	{
+		HASH_DEL(st->dedup, d);
+		free(d);
+	}
+	store_db_close(&st->reader);
+	store_db_close(&st->writer);
+	store_queue_destroy(&st->q);
+	free(st->db_path);
+	free(st);
+}
+
+/* ---------- journaling ---------- */
+
+/*
+ * Packs rec (with the next LSN) and appends it to the journal; on success
+ * hands it to the store thread and returns the LSN, else 0.
+ */
+static uint64_t store_journal(struct pg_store *st, Pigeon__Journal__Record *rec)
+{
+	struct store_item *item;
+	size_t len;
+
+	rec->lsn = st->next_lsn;
+	len = pigeon__journal__record__get_packed_size(rec);
+	item = malloc(sizeof(*item) + len);
+	if (item == NULL) {
+		return 0;
+	}
+	item->lsn = rec->lsn;
+	item->len = len;
+	pigeon__journal__record__pack(rec, item->data);
+	if (pg_journal_append(st->journal, item->lsn, item->data, len) != 0) {
+		fprintf(stderr, "pigeon store: journal write failed: %s\n", strerror(errno));
+		free(item);
+		return 0;
+	}
+	st->next_lsn++;
+	store_queue_push(st, item);
+	return item->lsn;
+}
+
+static char *nonempty(const char *s)
+{
+	return (char *)(s ? s : "");
+}
+
+enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
+				     void *(*alloc)(size_t), struct pg_store_accepted *out)
+{
+	Pigeon__Envelope env = PIGEON__ENVELOPE__INIT;
+	Pigeon__Journal__Append app = PIGEON__JOURNAL__APPEND__INIT;
+	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
+	struct store_user *u = NULL;
+	struct notify_slot *slot = NULL;
+	struct store_pending *pa = NULL, *pd = NULL;
+	uint64_t ttl_s, lsn, dup_seq;
+	bool found;
+
+	memset(out, 0, sizeof(*out));
+	if (!pg_ident_valid_str(msg->from) || !pg_ident_valid_str(msg->to) ||
+	    (msg->kind == PIGEON__KIND__NOTIFY && !pg_ident_valid_str(msg->type)) ||
+	    (msg->kind != PIGEON__KIND__CHAT && msg->kind != PIGEON__KIND__NOTIFY &&
+	     msg->kind != PIGEON__KIND__INSTANT) ||
+	    (msg->msg_id && strlen(msg->msg_id) > STORE_MSG_ID_MAX)) {
+		return PG_STORE_INVALID;
+	}
+	env.from = (char *)msg->from;
+	env.to = (char *)msg->to;
+	env.kind = msg->kind;
+	env.type = nonempty(msg->kind == PIGEON__KIND__NOTIFY ? msg->type : NULL);
+	env.msg_id = nonempty(msg->msg_id);
+	env.sent_at_ms = (uint64_t)msg->now_ms;
+	env.content_type = nonempty(msg->content_type);
+	env.body.data = (uint8_t *)msg->body;
+	env.body.len = msg->body_len;
+
+	if (msg->kind != PIGEON__KIND__INSTANT) {
+		u = store_user_get(st, msg->to);
+		if (u == NULL) {
+			return PG_STORE_IO;
+		}
+		if (msg->msg_id && msg->msg_id[0]) {
+			if (dedup_lookup(st, msg->from, msg->msg_id, msg->now_ms, &dup_seq, &found) != 0) {
+				return PG_STORE_IO;
+			}
+			if (found) {
+				out->seq = dup_seq;
+				out->duplicate = true;
+				st->duplicates++;
+				return PG_STORE_OK;
+			}
+		}
+		ttl_s = msg->ttl_s && msg->ttl_s < st->cfg.ttl_s ? msg->ttl_s : st->cfg.ttl_s;
+		env.seq = u->head + 1;
+		env.expires_at_ms = (uint64_t)msg->now_ms + ttl_s * 1000;
+		if (msg->kind == PIGEON__KIND__NOTIFY) {
+			HASH_FIND_STR(u->slots, msg->type, slot);
+			if (slot != NULL) {
+				app.replaces_seq = slot->seq;
+				/* Count it only if it is still stored and no device has acked it. */
+				if (slot->expires_at_ms > msg->now_ms && slot->seq > u->max_cursor) {
+					env.merged = slot->merged + 1;
+				}
+			}
+		}
+		app.envelope = &env;
+		app.push_title = nonempty(msg->push_title);
+		app.push_body = nonempty(msg->push_body);
+		rec.change_case = PIGEON__JOURNAL__RECORD__CHANGE_APPEND;
+		rec.append = &app;
+	}
+
+	out->envelope_len = pigeon__envelope__get_packed_size(&env);
+	out->envelope = alloc(out->envelope_len ? out->envelope_len : 1);
+	if (out->envelope == NULL) {
+		return PG_STORE_NOMEM;
+	}
+	pigeon__envelope__pack(&env, out->envelope);
+	if (msg->kind == PIGEON__KIND__INSTANT) {
+		return PG_STORE_OK;
+	}
+
+	/* Allocate everything before journaling, so nothing can fail after it. */
+	pa = pending_new(st, u, 0, env.seq, false, out->envelope, out->envelope_len,
+			 (int64_t)env.expires_at_ms);
+	if (app.replaces_seq) {
+		pd = pending_new(st, u, 0, app.replaces_seq, true, NULL, 0, 0);
+	}
+	if (slot == NULL && msg->kind == PIGEON__KIND__NOTIFY) {
+		slot = calloc(1, sizeof(*slot));
+		if (slot) {
+			strcpy(slot->type, msg->type);
+			HASH_ADD_STR(u->slots, type, slot);
+		}
+	}
+	if (pa == NULL || (app.replaces_seq && pd == NULL) ||
+	    (msg->kind == PIGEON__KIND__NOTIFY && slot == NULL)) {
+		free(pa);
+		free(pd);
+		return PG_STORE_NOMEM; /* an empty new slot left behind is harmless */
+	}
+	lsn = store_journal(st, &rec);
+	if (lsn == 0) {
+		free(pa);
+		free(pd);
+		return PG_STORE_IO;
+	}
+	/* Durable: now the in-memory state follows. */
+	u->head = env.seq;
+	if (slot != NULL) {
+		slot->seq = env.seq;
+		slot->merged = env.merged;
+		slot->expires_at_ms = (int64_t)env.expires_at_ms;
+		st->merged += app.replaces_seq ? 1 : 0;
+	}
+	pa->lsn = lsn;
+	pending_link(st, pa);
+	if (pd) {
+		pd->lsn = lsn;
+		pending_link(st, pd);
+	}
+	if (msg->msg_id && msg->msg_id[0]) {
+		dedup_remember(st, msg->from, msg->msg_id, lsn, env.seq, msg->now_ms);
+	}
+	st->accepted++;
+	out->seq = env.seq;
+	out->merged = env.merged;
+	return PG_STORE_OK;
+}
+
+enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const char *device,
+				  uint64_t seq, uint64_t *cursor)
+{
+	Pigeon__Journal__Cursor cur = PIGEON__JOURNAL__CURSOR__INIT;
+	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
+	struct store_user *u;
+	struct device_cursor *c;
+
+	if (!pg_ident_valid_str(uid) || !pg_ident_valid_str(device)) {
+		return PG_STORE_INVALID;
+	}
+	u = store_user_get(st, uid);
+	if (u == NULL) {
+		return PG_STORE_IO;
+	}
+	HASH_FIND_STR(u->cursors, device, c);
+	*cursor = c ? c->seq : 0;
+	if (seq > u->head) {
+		return PG_STORE_INVALID;
+	}
+	st->acks++;
+	if (c != NULL && seq <= c->seq) {
+		return PG_STORE_OK; /* never backward */
+	}
+	if (c == NULL) {
+		c = calloc(1, sizeof(*c));
+		if (c == NULL) {
+			return PG_STORE_NOMEM;
+		}
+		strcpy(c->device, device);
+		HASH_ADD_STR(u->cursors, device, c);
+	}
+	cur.uid = (char *)uid;
+	cur.device = (char *)device;
+	cur.seq = seq;
+	rec.change_case = PIGEON__JOURNAL__RECORD__CHANGE_CURSOR;
+	rec.cursor = &cur;
+	if (store_journal(st, &rec) == 0) {
+		return PG_STORE_IO; /* a new cursor entry at 0 is harmless */
+	}
+	c->seq = seq;
+	if (seq > u->max_cursor) {
+		u->max_cursor = seq;
+	}
+	*cursor = seq;
+	return PG_STORE_OK;
+}
+
+/* ---------- sync ---------- */
+
+struct sync_item {
+	uint64_t seq;
+	Pigeon__Envelope *env;
+};
+
+struct sync_ctx {
+	struct sync_item *items;
+	size_t n, cap;
+	const struct store_user *u;
+};
+
+static bool sync_deleted(const struct store_user *u, uint64_t seq)
+{
+	const struct store_pending *p;
+
+	for (p = u->pending_head; p; p = p->next_user) {
+		if (p->is_delete && p->seq == seq) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static int sync_add(struct sync_ctx *c, uint64_t seq, const void *env, size_t len)
+{
+	Pigeon__Envelope *e;
+
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 64;
+		struct sync_item *ni = realloc(c->items, ncap * sizeof(*ni));
+		if (ni == NULL) {
+			return -1;
+		}
+		c->items = ni;
+		c->cap = ncap;
+	}
+	e = pigeon__envelope__unpack(NULL, len, env);
+	if (e == NULL) {
+		return 0; /* unreadable row: skip rather than fail the whole sync */
+	}
+	c->items[c->n].seq = seq;
+	c->items[c->n].env = e;
+	c->n++;
+	return 0;
+}
+
+static int sync_row(uint64_t seq, const void *env, size_t len, void *ud)
+{
+	struct sync_ctx *c = ud;
+
+	if (sync_deleted(c->u, seq)) {
+		return 0;
+	}
+	return sync_add(c, seq, env, len);
+}
+
+static int sync_cmp(const void *a, const void *b)
+{
+	const struct sync_item *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+void pg_store_sync_free(Pigeon__SyncReply *reply)
+{
+	size_t i;
+
+	if (reply == NULL) {
+		return;
+	}
+	for (i = 0; i < reply->n_messages; i++) {
+		pigeon__envelope__free_unpacked(reply->messages[i], NULL);
+	}
+	free(reply->messages);
+	free(reply);
+}
+
+enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
+				   uint32_t limit, size_t max_bytes, int64_t now_ms,
+				   Pigeon__SyncReply **out)
+{
+	struct sync_ctx c = {0};
+	Pigeon__SyncReply *r;
+	struct store_user *u;
+	const struct store_pending *p;
+	uint64_t oldest = 0, ndeletes = 0, sql_limit;
+	size_t i, kept = 0, bytes = 0;
+	bool sql_full;
+
+	*out = NULL;
+	if (!pg_ident_valid_str(uid) || limit == 0) {
+		return PG_STORE_INVALID;
+	}
+	u = store_user_get(st, uid);
+	if (u == NULL) {
+		return PG_STORE_IO;
+	}
+	st->syncs++;
+	pending_trim(st);
+	c.u = u;
+	for (p = u->pending_head; p; p = p->next_user) {
+		ndeletes += p->is_delete;
+	}
+	sql_limit = (uint64_t)limit + ndeletes + 1;
+	if (store_db_range(&st->reader, uid, after_seq, now_ms, (uint32_t)sql_limit, sync_row, &c) !=
+	    SQLITE_OK) {
+		goto io;
+	}
+	sql_full = c.n + ndeletes >= sql_limit;
+	for (p = u->pending_head; p; p = p->next_user) {
+		if (!p->is_delete && p->seq > after_seq && p->expires_at_ms > now_ms &&
+		    !sync_deleted(u, p->seq) && sync_add(&c, p->seq, p->env, p->env_len) != 0) {
+			goto io;
+		}
+	}
+	qsort(c.items, c.n, sizeof(*c.items), sync_cmp);
+
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		goto io;
+	}
+	pigeon__sync_reply__init(r);
+	r->messages = calloc(c.n ? c.n : 1, sizeof(*r->messages));
+	if (r->messages == NULL) {
+		free(r);
+		goto io;
+	}
+	for (i = 0; i < c.n; i++) {
+		if (kept > 0 && c.items[i].seq == r->messages[kept - 1]->seq) {
+			pigeon__envelope__free_unpacked(c.items[i].env, NULL); /* seen twice (race) */
+			continue;
+		}
+		if (kept == limit || (kept > 0 && bytes + c.items[i].env->body.len > max_bytes)) {
+			r->more = true;
+			for (; i < c.n; i++) {
+				pigeon__envelope__free_unpacked(c.items[i].env, NULL);
+			}
+			break;
+		}
+		bytes += c.items[i].env->body.len;
+		r->messages[kept++] = c.items[i].env;
+	}
+	r->n_messages = kept;
+	if (sql_full) {
+		r->more = true;
+	}
+	free(c.items);
+
+	r->head_seq = u->head;
+	if (store_db_oldest(&st->reader, uid, now_ms, &oldest) != SQLITE_OK) {
+		oldest = 0;
+	}
+	for (p = u->pending_head; p; p = p->next_user) {
+		if (!p->is_delete && p->expires_at_ms > now_ms && (oldest == 0 || p->seq < oldest)) {
+			oldest = p->seq;
+		}
+	}
+	r->oldest_seq = oldest ? oldest : u->head + 1;
+	*out = r;
+	return PG_STORE_OK;
+io:
+	for (i = 0; i < c.n; i++) {
+		pigeon__envelope__free_unpacked(c.items[i].env, NULL);
+	}
+	free(c.items);
+	return PG_STORE_IO;
+}
+
+enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_t *head)
+{
+	struct store_user *u;
+
+	if (!pg_ident_valid_str(uid)) {
+		return PG_STORE_INVALID;
+	}
+	u = store_user_get(st, uid);
+	if (u == NULL) {
+		return PG_STORE_IO;
+	}
+	*head = u->head;
+	return PG_STORE_OK;
+}
+
+enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const char *device,
+				     int64_t now_ms, uint64_t *cursor, uint64_t *unread)
+{
+	struct store_user *u;
+	struct device_cursor *c;
+	const struct store_pending *p;
+	uint64_t n = 0;
+
+	if (!pg_ident_valid_str(uid) || !pg_ident_valid_str(device)) {
+		return PG_STORE_INVALID;
+	}
+	u = store_user_get(st, uid);
+	if (u == NULL) {
+		return PG_STORE_IO;
+	}
+	pending_trim(st);
+	HASH_FIND_STR(u->cursors, device, c);
+	*cursor = c ? c->seq : 0;
+	if (store_db_count_above(&st->reader, uid, *cursor, now_ms, &n) != SQLITE_OK) {
+		return PG_STORE_IO;
+	}
+	for (p = u->pending_head; p; p = p->next_user) {
+		if (p->seq <= *cursor) {
+			continue;
+		}
+		if (p->is_delete && n > 0) {
+			n--;
+		} else if (!p->is_delete && p->expires_at_ms > now_ms) {
+			n++;
+		}
+	}
+	*unread = n;
+	return PG_STORE_OK;
+}
+
+enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid, bool online)
+{
+	Pigeon__Journal__Presence pr = PIGEON__JOURNAL__PRESENCE__INIT;
+	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
+
+	pr.uid = (char *)uid;
+	pr.online = online;
+	rec.change_case = PIGEON__JOURNAL__RECORD__CHANGE_PRESENCE;
+	rec.presence = &pr;
+	return store_journal(st, &rec) ? PG_STORE_OK : PG_STORE_IO;
+}
+
+void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud), void *ud)
+{
+	store_db_online_users(&st->reader, fn, ud);
+}
+
+void pg_store_tick(struct pg_store *st, int64_t now_ms)
+{
+	(void)now_ms;
+	pending_trim(st);
+}
+
+void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->accepted = st->accepted;
+	o->merged = st->merged;
+	o->duplicates = st->duplicates;
+	o->acks = st->acks;
+	o->syncs = st->syncs;
+	o->expired = atomic_load(&st->expired);
+	o->capped = atomic_load(&st->capped);
+	o->apply_errors = atomic_load(&st->apply_errors);
+	o->pending = st->next_lsn - 1 - atomic_load(&st->applied_lsn);
+}
+
+void pg_store_flush(struct pg_store *st)
+{
+	pthread_mutex_lock(&st->q.mu);
+	while (st->q.count > 0) {
+		pthread_cond_wait(&st->q.applied, &st->q.mu);
+	}
+	pthread_mutex_unlock(&st->q.mu);
+	pending_trim(st);
+}

@@ -1,0 +1,142 @@
+/*
+ * The message store (DESIGN §6): per-user sequence numbers, stored CHAT and
+ * NOTIFY messages with same-type merging, device cursors, dedup, retention,
+ * and the set of users marked online. One small interface over two layers:
+ *
+ *   accept / ack / presence  -> a journal record (journal.h), durable when
+ *                               the call returns: the caller may acknowledge
+ *   sync / head              <- SQLite (what the store thread has applied)
+ *                               merged with the records not yet applied
+ *
+ * The store thread applies journal records to SQLite in large transactions
+ * (WAL); on open, records not yet applied are replayed first. So the broker
+ * thread pays one write(2) per accepted message, not one SQLite commit.
+ *
+ * Thread rules: every function here is for one thread, the broker thread
+ * (the store thread is internal). Per-user state (head seq, notify slots,
+ * cursors) is kept in memory, loaded from SQLite on first use.
+ */
+#ifndef PIGEON_STORE_H
+#define PIGEON_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pigeon.pb-c.h"
+
+struct pg_store;
+
+struct pg_store_config {
+	const char *db_path;     /* SQLite file; journal segments beside it */
+	bool sync_full;          /* fdatasync every journal append (power-loss safe) */
+	uint64_t ttl_s;          /* default and longest message TTL */
+	uint32_t max_per_user;   /* stored messages kept per user */
+	uint64_t dedup_window_s; /* how long a (sender, msg_id) is remembered */
+};
+
+/*
+ * Opens (creating or migrating) the database, replays the journal, starts
+ * the store thread. Returns 0, or -1 with err set.
+ */
+int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char *err,
+		  size_t errlen);
+
+/* Applies everything journaled, stops the store thread, closes. NULL is a no-op. */
+void pg_store_close(struct pg_store *st);
+
+/* A message to accept (borrowed strings; NULL or "" for absent ones). */
+struct pg_store_msg {
+	Pigeon__Kind kind;
+	const char *from;
+	const char *to;
+	const char *type;   /* NOTIFY */
+	const char *msg_id; /* dedup key with from */
+	const char *content_type;
+	const uint8_t *body;
+	size_t body_len;
+	uint32_t ttl_s; /* 0: the configured TTL */
+	const char *push_title;
+	const char *push_body;
+	int64_t now_ms;
+};
+
+struct pg_store_accepted {
+	uint64_t seq;     /* 0 for INSTANT */
+	uint32_t merged;  /* NOTIFY: unacked notifications of the type it replaced */
+	bool duplicate;   /* (from, msg_id) seen in the window: seq is the original's */
+	uint8_t *envelope; /* packed Envelope to deliver (NULL for a duplicate) */
+	size_t envelope_len;
+};
+
+enum pg_store_status {
+	PG_STORE_OK = 0,
+	PG_STORE_INVALID,  /* bad argument (kind, identifiers) */
+	PG_STORE_IO,       /* the journal or database failed: nothing was accepted */
+	PG_STORE_NOMEM,
+};
+
+/*
+ * Accepts a message: CHAT and NOTIFY get the recipient's next seq, are
+ * journaled (durable on return) and will be stored; a NOTIFY replaces the
+ * stored one of its type. INSTANT only gets its envelope. A duplicate
+ * (from, msg_id) returns the original seq with duplicate set and changes
+ * nothing. The envelope is allocated with alloc (so a Mosquitto plugin can
+ * hand it to the broker) and owned by the caller.
+ */
+enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
+				     void *(*alloc)(size_t), struct pg_store_accepted *out);
+
+/*
+ * Moves uid's device cursor to seq if that is forward (journaled when it
+ * moves). *cursor is the cursor afterwards. PG_STORE_INVALID if seq is
+ * beyond the user's head.
+ */
+enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const char *device,
+				  uint64_t seq, uint64_t *cursor);
+
+/*
+ * The stored messages of uid with seq > after_seq, ascending, at most limit
+ * and about max_bytes of envelopes (at least one), with head_seq, more and
+ * oldest_seq (the lowest seq still stored, head_seq + 1 when none is).
+ * *out is freed with pg_store_sync_free.
+ */
+enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
+				   uint32_t limit, size_t max_bytes, int64_t now_ms,
+				   Pigeon__SyncReply **out);
+void pg_store_sync_free(Pigeon__SyncReply *reply);
+
+/* The user's latest seq (0 if none yet). */
+enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_t *head);
+
+/* Device's cursor and the number of stored messages above it (unread). */
+enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const char *device,
+				     int64_t now_ms, uint64_t *cursor, uint64_t *unread);
+
+/* Records (journaled) that uid is shown online or offline. */
+enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid, bool online);
+
+/* Calls fn for every user recorded online (at start: left over by a crash). */
+void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud),
+			     void *ud);
+
+/* Housekeeping on the broker thread (the plugin's tick): releases applied state. */
+void pg_store_tick(struct pg_store *st, int64_t now_ms);
+
+struct pg_store_stats {
+	uint64_t accepted;     /* CHAT + NOTIFY journaled */
+	uint64_t merged;       /* NOTIFYs that replaced a stored one */
+	uint64_t duplicates;
+	uint64_t acks;
+	uint64_t syncs;
+	uint64_t expired;      /* removed by TTL (store thread) */
+	uint64_t capped;       /* removed by the per-user cap (store thread) */
+	uint64_t pending;      /* journaled, not yet in SQLite */
+	uint64_t apply_errors; /* SQLite failures of the store thread (retried) */
+};
+void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *out);
+
+/* Blocks until the store thread has applied everything journaled so far (tests, shutdown). */
+void pg_store_flush(struct pg_store *st);
+
+#endif

@@ -1,0 +1,532 @@
+/*
+ * The store's SQL: schema and migrations, and every statement, prepared once
+ * per connection and reused (reset after each use).
+ *
+ * Tables:
+ *   users(uid, head_seq, stored)         head survives restarts; stored counts rows
+ *   messages(uid, seq, kind, type, ...)  one row per stored message; the packed
+ *                                        Envelope is kept as sent, so sync
+ *                                        returns exactly what was delivered
+ *   cursors(uid, device, seq)            acknowledged position per device
+ *   dedup(sender, msg_id, seq, ...)      the dedup window
+ *   presence(uid)                        users shown online (reset at start)
+ *   meta(key, value)                     applied_lsn: journal records applied
+ * "messages of uid after seq N" is a range scan of messages_by_user.
+ */
+#include "store_db.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const schema_v1[] = {
+	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+	"INSERT INTO meta(key, value) VALUES('applied_lsn', 0)",
+	"CREATE TABLE users(uid TEXT PRIMARY KEY, head_seq INTEGER NOT NULL,"
+	" stored INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+	"CREATE TABLE messages(id INTEGER PRIMARY KEY, uid TEXT NOT NULL, seq INTEGER NOT NULL,"
+	" kind INTEGER NOT NULL, type TEXT, merged INTEGER NOT NULL DEFAULT 0,"
+	" expires_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL, push_title TEXT,"
+	" push_body TEXT)",
+	"CREATE UNIQUE INDEX messages_by_user ON messages(uid, seq)",
+	"CREATE INDEX messages_by_expiry ON messages(expires_at_ms)",
+	"CREATE TABLE cursors(uid TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,"
+	" PRIMARY KEY(uid, device)) WITHOUT ROWID",
+	"CREATE TABLE dedup(sender TEXT NOT NULL, msg_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+	" recipient TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY(sender, msg_id))"
+	" WITHOUT ROWID",
+	"CREATE INDEX dedup_by_age ON dedup(created_ms)",
+	"CREATE TABLE presence(uid TEXT PRIMARY KEY) WITHOUT ROWID",
+	NULL,
+};
+
+/* migrations[v] brings a database at user_version v to v + 1. */
+static const char *const *const migrations[STORE_SCHEMA_VERSION] = {schema_v1};
+
+static const char *const sql_text[SQL_NSTMTS] = {
+	[SQL_GET_APPLIED] = "SELECT value FROM meta WHERE key = 'applied_lsn'",
+	[SQL_SET_APPLIED] = "UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'",
+	[SQL_USER_UPSERT_HEAD] = "INSERT INTO users(uid, head_seq, stored) VALUES(?1, ?2, 0)"
+				 " ON CONFLICT(uid) DO UPDATE SET head_seq = max(head_seq, ?2)",
+	[SQL_USER_ADD_STORED] = "UPDATE users SET stored = stored + ?2 WHERE uid = ?1"
+				" RETURNING stored",
+	[SQL_USER_GET] = "SELECT head_seq FROM users WHERE uid = ?1",
+	[SQL_MSG_INSERT] = "INSERT OR IGNORE INTO messages(uid, seq, kind, type, merged,"
+			   " expires_at_ms, envelope, push_title, push_body)"
+			   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[SQL_MSG_DELETE] = "DELETE FROM messages WHERE uid = ?1 AND seq = ?2",
+	[SQL_MSG_CAP] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+			" WHERE uid = ?1 ORDER BY seq LIMIT ?2)",
+	[SQL_MSG_EXPIRE] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+			   " WHERE expires_at_ms <= ?1 LIMIT ?2) RETURNING uid",
+	[SQL_MSG_RANGE] = "SELECT seq, envelope FROM messages WHERE uid = ?1 AND seq > ?2"
+			  " AND expires_at_ms > ?3 ORDER BY seq LIMIT ?4",
+	[SQL_MSG_OLDEST] = "SELECT min(seq) FROM messages WHERE uid = ?1 AND expires_at_ms > ?2",
+	[SQL_MSG_COUNT_ABOVE] = "SELECT count(*) FROM messages WHERE uid = ?1 AND seq > ?2"
+				" AND expires_at_ms > ?3",
+	[SQL_MSG_NOTIFY_SLOTS] = "SELECT type, seq, merged, expires_at_ms FROM messages"
+				 " WHERE uid = ?1 AND kind = 2",
+	[SQL_CURSOR_SET] = "INSERT INTO cursors(uid, device, seq) VALUES(?1, ?2, ?3)"
+			   " ON CONFLICT(uid, device) DO UPDATE SET seq = max(seq, ?3)",
+	[SQL_CURSOR_LOAD] = "SELECT device, seq FROM cursors WHERE uid = ?1",
+	[SQL_DEDUP_INSERT] = "INSERT OR IGNORE INTO dedup(sender, msg_id, seq, recipient,"
+			     " created_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+	[SQL_DEDUP_FIND] = "SELECT seq FROM dedup WHERE sender = ?1 AND msg_id = ?2"
+			   " AND created_ms >= ?3",
+	[SQL_DEDUP_PRUNE] = "DELETE FROM dedup WHERE created_ms < ?1",
+	[SQL_PRESENCE_ON] = "INSERT OR IGNORE INTO presence(uid) VALUES(?1)",
+	[SQL_PRESENCE_OFF] = "DELETE FROM presence WHERE uid = ?1",
+	[SQL_PRESENCE_ALL] = "SELECT uid FROM presence",
+	[SQL_BEGIN] = "BEGIN IMMEDIATE",
+	[SQL_COMMIT] = "COMMIT",
+	[SQL_ROLLBACK] = "ROLLBACK",
+};
+
+const char *store_db_errmsg(struct store_db *d)
+{
+	return d->db ? sqlite3_errmsg(d->db) : "no database";
+}
+
+static int store_db_migrate(struct store_db *d, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int version = 0, rc;
+
+	rc = sqlite3_prepare_v2(d->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		version = sqlite3_column_int(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (version > STORE_SCHEMA_VERSION) {
+		snprintf(err, errlen, "database schema version %d is newer than this pigeon (%d)",
+			 version, STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	while (version < STORE_SCHEMA_VERSION) {
+		const char *const *step = migrations[version];
+		char pragma[64];
+		if (sqlite3_exec(d->db, "BEGIN EXCLUSIVE", NULL, NULL, NULL) != SQLITE_OK) {
+			goto fail;
+		}
+		for (; *step != NULL; step++) {
+			if (sqlite3_exec(d->db, *step, NULL, NULL, NULL) != SQLITE_OK) {
+				sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+				goto fail;
+			}
+		}
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version + 1);
+		if (sqlite3_exec(d->db, pragma, NULL, NULL, NULL) != SQLITE_OK ||
+		    sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+			goto fail;
+		}
+		version++;
+	}
+	return 0;
+fail:
+	snprintf(err, errlen, "migrating the database to schema %d: %s", version + 1,
+		 sqlite3_errmsg(d->db));
+	return -1;
+}
+
+int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_full, char *err,
+		  size_t errlen)
+{
+	/* The reader opens read-write too (it never writes): WAL readers need the -shm file. */
+	int flags = writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READWRITE;
+	int i;
+
+	memset(d, 0, sizeof(*d));
+	if (sqlite3_open_v2(path, &d->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open %s: %s", path, store_db_errmsg(d));
+		store_db_close(d);
+		return -1;
+	}
+	sqlite3_busy_timeout(d->db, 5000);
+	if (writer) {
+		char pragmas[160];
+		snprintf(pragmas, sizeof(pragmas),
+			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-65536;",
+			 sync_full ? "FULL" : "NORMAL");
+		if (sqlite3_exec(d->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
+		    store_db_migrate(d, err, errlen) != 0) {
+			if (err[0] == '\0') {
+				snprintf(err, errlen, "%s: %s", path, store_db_errmsg(d));
+			}
+			store_db_close(d);
+			return -1;
+		}
+	} else {
+		sqlite3_exec(d->db, "PRAGMA cache_size=-16384", NULL, NULL, NULL);
+	}
+	for (i = 0; i < SQL_NSTMTS; i++) {
+		if (sqlite3_prepare_v3(d->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &d->stmt[i],
+				       NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "preparing statement %d: %s", i, store_db_errmsg(d));
+			store_db_close(d);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void store_db_close(struct store_db *d)
+{
+	int i;
+
+	for (i = 0; i < SQL_NSTMTS; i++) {
+		sqlite3_finalize(d->stmt[i]);
+	}
+	if (d->db) {
+		sqlite3_close(d->db);
+	}
+	memset(d, 0, sizeof(*d));
+}
+
+/* Steps a statement that returns no rows we need, then resets it. */
+static int store_db_run(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s == NULL || s[0] == '\0') {
+		sqlite3_bind_null(st, i);
+	} else {
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	}
+}
+
+int store_db_exec_simple(struct store_db *d, enum store_stmt which)
+{
+	return store_db_run(d->stmt[which]);
+}
+
+int store_db_get_applied(struct store_db *d, uint64_t *lsn)
+{
+	sqlite3_stmt *st = d->stmt[SQL_GET_APPLIED];
+	int rc = sqlite3_step(st);
+
+	*lsn = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+int store_db_set_applied(struct store_db *d, uint64_t lsn)
+{
+	sqlite3_stmt *st = d->stmt[SQL_SET_APPLIED];
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)lsn);
+	return store_db_run(st);
+}
+
+/* Adds delta to uid's stored count; returns the new count through *stored. */
+static int store_db_add_stored(struct store_db *d, const char *uid, int64_t delta,
+			       int64_t *stored)
+{
+	sqlite3_stmt *st = d->stmt[SQL_USER_ADD_STORED];
+	int rc;
+
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, delta);
+	rc = sqlite3_step(st);
+	if (stored) {
+		*stored = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Append *a,
+				 uint32_t max_per_user, struct store_apply_counts *counts)
+{
+	const Pigeon__Envelope *e = a->envelope;
+	sqlite3_stmt *st;
+	int64_t stored = 0;
+	uint8_t stackbuf[4096], *packed = stackbuf;
+	size_t len;
+	int rc, inserted;
+
+	if (e == NULL || e->to == NULL || e->to[0] == '\0' || e->seq == 0) {
+		return SQLITE_OK; /* nothing storable; cannot happen for records we wrote */
+	}
+	st = d->stmt[SQL_USER_UPSERT_HEAD];
+	sqlite3_bind_text(st, 1, e->to, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)e->seq);
+	if ((rc = store_db_run(st)) != SQLITE_OK) {
+		return rc;
+	}
+	if (a->replaces_seq != 0) {
+		st = d->stmt[SQL_MSG_DELETE];
+		sqlite3_bind_text(st, 1, e->to, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)a->replaces_seq);
+		if ((rc = store_db_run(st)) != SQLITE_OK) {
+			return rc;
+		}
+		if (sqlite3_changes(d->db) > 0 &&
+		    (rc = store_db_add_stored(d, e->to, -1, NULL)) != SQLITE_OK) {
+			return rc;
+		}
+	}
+	len = pigeon__envelope__get_packed_size(e);
+	if (len > sizeof(stackbuf) && (packed = sqlite3_malloc64(len)) == NULL) {
+		return SQLITE_NOMEM;
+	}
+	pigeon__envelope__pack(e, packed);
+	st = d->stmt[SQL_MSG_INSERT];
+	sqlite3_bind_text(st, 1, e->to, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)e->seq);
+	sqlite3_bind_int(st, 3, (int)e->kind);
+	bind_text(st, 4, e->type);
+	sqlite3_bind_int(st, 5, (int)e->merged);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)e->expires_at_ms);
+	sqlite3_bind_blob(st, 7, packed, (int)len, SQLITE_STATIC);
+	bind_text(st, 8, a->push_title);
+	bind_text(st, 9, a->push_body);
+	rc = store_db_run(st);
+	inserted = rc == SQLITE_OK ? sqlite3_changes(d->db) : 0;
+	if (packed != stackbuf) {
+		sqlite3_free(packed);
+	}
+	if (rc != SQLITE_OK) {
+		return rc;
+	}
+	/* A replayed record that was already applied inserts nothing. */
+	if (inserted > 0) {
+		if ((rc = store_db_add_stored(d, e->to, 1, &stored)) != SQLITE_OK) {
+			return rc;
+		}
+		if (max_per_user > 0 && stored > (int64_t)max_per_user) {
+			int64_t over = stored - (int64_t)max_per_user;
+			st = d->stmt[SQL_MSG_CAP];
+			sqlite3_bind_text(st, 1, e->to, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, over);
+			if ((rc = store_db_run(st)) != SQLITE_OK) {
+				return rc;
+			}
+			over = sqlite3_changes(d->db);
+			counts->capped += (uint64_t)over;
+			if ((rc = store_db_add_stored(d, e->to, -over, NULL)) != SQLITE_OK) {
+				return rc;
+			}
+		}
+	}
+	if (e->msg_id != NULL && e->msg_id[0] != '\0') {
+		st = d->stmt[SQL_DEDUP_INSERT];
+		sqlite3_bind_text(st, 1, e->from, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, e->msg_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)e->seq);
+		sqlite3_bind_text(st, 4, e->to, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)e->sent_at_ms);
+		if ((rc = store_db_run(st)) != SQLITE_OK) {
+			return rc;
+		}
+	}
+	return SQLITE_OK;
+}
+
+int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec, uint32_t max_per_user,
+		   struct store_apply_counts *counts)
+{
+	sqlite3_stmt *st;
+
+	switch (rec->change_case) {
+	case PIGEON__JOURNAL__RECORD__CHANGE_APPEND:
+		return store_db_apply_append(d, rec->append, max_per_user, counts);
+	case PIGEON__JOURNAL__RECORD__CHANGE_CURSOR:
+		st = d->stmt[SQL_CURSOR_SET];
+		sqlite3_bind_text(st, 1, rec->cursor->uid, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, rec->cursor->device, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)rec->cursor->seq);
+		return store_db_run(st);
+	case PIGEON__JOURNAL__RECORD__CHANGE_PRESENCE:
+		st = d->stmt[rec->presence->online ? SQL_PRESENCE_ON : SQL_PRESENCE_OFF];
+		sqlite3_bind_text(st, 1, rec->presence->uid, -1, SQLITE_STATIC);
+		return store_db_run(st);
+	default:
+		return SQLITE_OK;
+	}
+}
+
+int store_db_expire(struct store_db *d, int64_t now_ms, int batch, uint64_t *n)
+{
+	sqlite3_stmt *st = d->stmt[SQL_MSG_EXPIRE];
+	char uids[256][65];
+	int counts[256];
+	int nuids = 0, rc, i;
+
+	*n = 0;
+	sqlite3_bind_int64(st, 1, now_ms);
+	sqlite3_bind_int(st, 2, batch);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *uid = (const char *)sqlite3_column_text(st, 0);
+		(*n)++;
+		for (i = 0; i < nuids; i++) {
+			if (strcmp(uids[i], uid) == 0) {
+				break;
+			}
+		}
+		if (i == nuids && nuids < 256) {
+			snprintf(uids[nuids], sizeof(uids[0]), "%s", uid);
+			counts[nuids++] = 0;
+		}
+		if (i < nuids) {
+			counts[i]++;
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		return rc;
+	}
+	for (i = 0; i < nuids; i++) {
+		if ((rc = store_db_add_stored(d, uids[i], -counts[i], NULL)) != SQLITE_OK) {
+			return rc;
+		}
+	}
+	return SQLITE_OK;
+}
+
+int store_db_prune_dedup(struct store_db *d, int64_t before_ms)
+{
+	sqlite3_stmt *st = d->stmt[SQL_DEDUP_PRUNE];
+
+	sqlite3_bind_int64(st, 1, before_ms);
+	return store_db_run(st);
+}
+
+int store_db_user_head(struct store_db *d, const char *uid, uint64_t *head)
+{
+	sqlite3_stmt *st = d->stmt[SQL_USER_GET];
+	int rc;
+
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*head = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_db_notify_slots(struct store_db *d, const char *uid,
+			  void (*fn)(const char *type, uint64_t seq, uint32_t merged,
+				     int64_t expires_at_ms, void *ud),
+			  void *ud)
+{
+	sqlite3_stmt *st = d->stmt[SQL_MSG_NOTIFY_SLOTS];
+	int rc;
+
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *type = (const char *)sqlite3_column_text(st, 0);
+		if (type != NULL) {
+			fn(type, (uint64_t)sqlite3_column_int64(st, 1),
+			   (uint32_t)sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3), ud);
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_db_cursors(struct store_db *d, const char *uid,
+		     void (*fn)(const char *device, uint64_t seq, void *ud), void *ud)
+{
+	sqlite3_stmt *st = d->stmt[SQL_CURSOR_LOAD];
+	int rc;
+
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn((const char *)sqlite3_column_text(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
+		   ud);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t now_ms,
+		   uint32_t limit,
+		   int (*fn)(uint64_t seq, const void *env, size_t len, void *ud), void *ud)
+{
+	sqlite3_stmt *st = d->stmt[SQL_MSG_RANGE];
+	int rc;
+
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)after);
+	sqlite3_bind_int64(st, 3, now_ms);
+	sqlite3_bind_int64(st, 4, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (fn((uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+		       (size_t)sqlite3_column_bytes(st, 1), ud) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Runs a one-integer query bound to (uid, a, b). */
+static int store_db_scalar(sqlite3_stmt *st, const char *uid, int64_t a, int64_t b, int nbind,
+			   uint64_t *out)
+{
+	int rc;
+
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, a);
+	if (nbind > 2) {
+		sqlite3_bind_int64(st, 3, b);
+	}
+	rc = sqlite3_step(st);
+	*out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_db_oldest(struct store_db *d, const char *uid, int64_t now_ms, uint64_t *seq)
+{
+	return store_db_scalar(d->stmt[SQL_MSG_OLDEST], uid, now_ms, 0, 2, seq);
+}
+
+int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
+			 uint64_t *n)
+{
+	return store_db_scalar(d->stmt[SQL_MSG_COUNT_ABOVE], uid, (int64_t)seq, now_ms, 3, n);
+}
+
+int store_db_dedup_find(struct store_db *d, const char *sender, const char *msg_id,
+			int64_t since_ms, uint64_t *seq, bool *found)
+{
+	sqlite3_stmt *st = d->stmt[SQL_DEDUP_FIND];
+	int rc;
+
+	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, msg_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, since_ms);
+	rc = sqlite3_step(st);
+	*found = rc == SQLITE_ROW;
+	*seq = *found ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *ud), void *ud)
+{
+	sqlite3_stmt *st = d->stmt[SQL_PRESENCE_ALL];
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fn((const char *)sqlite3_column_text(st, 0), ud);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}

@@ -1,0 +1,108 @@
+/*
+ * Every SQL statement of the store, prepared once per connection. The store
+ * thread's connection writes (applies journal records, expires, prunes);
+ * the broker thread's connection only reads. Internal to the store.
+ */
+#ifndef PIGEON_STORE_DB_H
+#define PIGEON_STORE_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "journal.pb-c.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+enum store_stmt {
+	SQL_GET_APPLIED,
+	SQL_SET_APPLIED,
+	SQL_USER_UPSERT_HEAD,
+	SQL_USER_ADD_STORED,
+	SQL_USER_GET,
+	SQL_MSG_INSERT,
+	SQL_MSG_DELETE,
+	SQL_MSG_CAP,
+	SQL_MSG_EXPIRE,
+	SQL_MSG_RANGE,
+	SQL_MSG_OLDEST,
+	SQL_MSG_COUNT_ABOVE,
+	SQL_MSG_NOTIFY_SLOTS,
+	SQL_CURSOR_SET,
+	SQL_CURSOR_LOAD,
+	SQL_DEDUP_INSERT,
+	SQL_DEDUP_FIND,
+	SQL_DEDUP_PRUNE,
+	SQL_PRESENCE_ON,
+	SQL_PRESENCE_OFF,
+	SQL_PRESENCE_ALL,
+	SQL_BEGIN,
+	SQL_COMMIT,
+	SQL_ROLLBACK,
+	SQL_NSTMTS
+};
+
+struct store_db {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[SQL_NSTMTS];
+};
+
+/*
+ * Opens path. The writer creates and migrates the schema and sets WAL and
+ * synchronous (FULL if sync_full, else NORMAL); a reader expects both done.
+ */
+int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_full, char *err,
+		  size_t errlen);
+void store_db_close(struct store_db *d);
+/* Text of the connection's last error. */
+const char *store_db_errmsg(struct store_db *d);
+
+int store_db_exec_simple(struct store_db *d, enum store_stmt which);
+int store_db_get_applied(struct store_db *d, uint64_t *lsn);
+int store_db_set_applied(struct store_db *d, uint64_t lsn);
+
+struct store_apply_counts {
+	uint64_t capped;
+};
+
+/* Applies one record inside the caller's transaction. 0 or an SQLite code. */
+int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec, uint32_t max_per_user,
+		   struct store_apply_counts *counts);
+
+/* Deletes up to `batch` messages expired at now_ms; *n = how many. */
+int store_db_expire(struct store_db *d, int64_t now_ms, int batch, uint64_t *n);
+/* Forgets dedup entries created before before_ms. */
+int store_db_prune_dedup(struct store_db *d, int64_t before_ms);
+
+/* --- reads (broker thread) --- */
+
+/* head (0 if the user is unknown). */
+int store_db_user_head(struct store_db *d, const char *uid, uint64_t *head);
+/* Calls fn for each stored NOTIFY of uid: its type, seq, merged, expiry. */
+int store_db_notify_slots(struct store_db *d, const char *uid,
+			  void (*fn)(const char *type, uint64_t seq, uint32_t merged,
+				     int64_t expires_at_ms, void *ud),
+			  void *ud);
+/* Calls fn for each device cursor of uid. */
+int store_db_cursors(struct store_db *d, const char *uid,
+		     void (*fn)(const char *device, uint64_t seq, void *ud), void *ud);
+/*
+ * Calls fn for stored messages of uid with seq > after, not expired at now,
+ * ascending, at most limit. fn gets the packed Envelope.
+ */
+int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t now_ms,
+		   uint32_t limit,
+		   int (*fn)(uint64_t seq, const void *env, size_t len, void *ud), void *ud);
+/* Lowest stored, unexpired seq of uid (0 if none). */
+int store_db_oldest(struct store_db *d, const char *uid, int64_t now_ms, uint64_t *seq);
+/* Number of stored, unexpired messages of uid above seq. */
+int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
+			 uint64_t *n);
+/* The seq under (sender, msg_id) created at or after since_ms; *found false if none. */
+int store_db_dedup_find(struct store_db *d, const char *sender, const char *msg_id,
+			int64_t since_ms, uint64_t *seq, bool *found);
+int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *ud), void *ud);
+
+#endif

@@ -1,0 +1,76 @@
+"""
+Fixtures for the integration tests (see harness.py):
+
+  keys            session-wide JWT keys (HS256 secret, ES256 and EdDSA pairs)
+  brokers         starts brokers for one test, stops and checks them after it
+  module_brokers  the same for a whole module (one broker shared by its tests)
+  mqtt            MQTT clients for one test, closed after it
+  module_mqtt     MQTT clients for a whole module
+
+After every test, each broker that should be running is checked (alive, no
+sanitizer report), so a crash fails the test that caused it.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    missing = [p for p in (harness.build_path("lib", "pigeon_auth.so"),
+                           harness.build_path("bin", "pigeon-token")) if not p.exists()]
+    if missing:
+        raise pytest.UsageError(
+            f"not built: {', '.join(map(str, missing))} (set PIGEON_BUILD_DIR to a build dir)"
+        )
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    return harness.Keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def brokers(tmp_path):
+    pool = harness.BrokerPool(tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_brokers(tmp_path_factory, request):
+    pool = harness.BrokerPool(tmp_path_factory.mktemp(request.module.__name__))
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+def mqtt():
+    pool = harness.ClientPool()
+    yield pool
+    pool.close_all()
+
+
+@pytest.fixture(scope="module")
+def module_mqtt():
+    pool = harness.ClientPool()
+    yield pool
+    pool.close_all()
+
+
+@pytest.fixture(autouse=True)
+def brokers_stay_healthy():
+    yield
+    problems = []
+    for b in list(harness.RUNNING):
+        p = b.health_problems()
+        if p:
+            harness.RUNNING.discard(b)
+            problems.append("\n".join(p) + "\n--- log ---\n" + b.log_text()[-6000:])
+    if problems:
+        pytest.fail("broker unhealthy after this test:\n" + "\n\n".join(problems), pytrace=False)
