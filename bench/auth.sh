@@ -25,8 +25,14 @@
 # move them around between rounds; --no-pin leaves placement to the kernel.
 #
 #   bench/auth.sh [--rounds R (5)] [--count N (10000)] [--token-seconds S (2)]
-#                 [--build-dir DIR (build-bench)] [--no-build] [--no-pin]
-#                 [--perf DIR]
+#                 [--max-other-cpu PCT (10)] [--build-dir DIR (build-bench)]
+#                 [--no-build] [--no-pin] [--perf DIR]
+#
+# A benchmark needs a quiet machine. The script measures, during every storm,
+# how much CPU processes other than the broker and pigeon-bench used (from
+# /proc/stat); a round in which that exceeded PCT percent of one core is
+# shown but left out of the medians and replaced by another round (at most
+# 3 x R rounds in all).
 #
 # --perf DIR: after the rounds, records one more storm per broker with
 # `perf record -g -p <broker pid>` into DIR and writes the top of each
@@ -44,6 +50,7 @@ build=$root/build-bench
 do_build=1
 perf_dir=""
 pin=1
+max_other=10
 mosquitto=${MOSQUITTO:-/usr/sbin/mosquitto}
 # Bounds on every wait, in seconds.
 storm_limit=120 # one storm (pigeon-bench --time-limit); timeout(1) adds 30
@@ -55,8 +62,8 @@ die() {
 	exit 1
 }
 
-usage() {
-	sed -n '/^#   bench/,/^#                 \[--perf/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+usage() { # the comment at the top of this file
+	awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"
 }
 
 check_uint() { # name value min max
@@ -67,7 +74,7 @@ check_uint() { # name value min max
 
 while (($#)); do
 	case $1 in
-	--rounds | --count | --token-seconds | --build-dir | --perf)
+	--rounds | --count | --token-seconds | --max-other-cpu | --build-dir | --perf)
 		(($# >= 2)) || die "$1 needs a value"
 		;;
 	esac
@@ -75,6 +82,7 @@ while (($#)); do
 	--rounds) rounds=${2:-} && shift ;;
 	--count) count=${2:-} && shift ;;
 	--token-seconds) token_seconds=${2:-} && shift ;;
+	--max-other-cpu) max_other=${2:-} && shift ;;
 	--build-dir) build=${2:-} && shift ;;
 	--no-build) do_build=0 ;;
 	--no-pin) pin=0 ;;
@@ -87,6 +95,7 @@ done
 check_uint --rounds "$rounds" 1 50
 check_uint --count "$count" 1 100000
 check_uint --token-seconds "$token_seconds" 1 60
+check_uint --max-other-cpu "$max_other" 0 200
 
 for tool in cmake ss timeout taskset "$mosquitto"; do
 	command -v "$tool" >/dev/null || die "$tool not found"
@@ -207,77 +216,125 @@ plugin $plugin
 plugin_opt_jwt_secret_file $tmp/jwt.secret"
 start_broker plain "allow_anonymous true"
 
-# storm SERIES COUNT [LABEL]: one storm; prints pigeon-bench's result line.
+# CPU time the whole machine has been busy, and one process, in ms.
+clk_tck=$(getconf CLK_TCK)
+busy_ms() { # cpu user nice system idle iowait irq softirq steal ...
+	local f
+	read -r -a f </proc/stat
+	echo $(((f[1] + f[2] + f[3] + f[6] + f[7] + f[8]) * 1000 / clk_tck))
+}
+proc_ms() {
+	awk -v t="$clk_tck" '{print int(($14 + $15) * 1000 / t)}' "/proc/$1/stat"
+}
+
+# storm SERIES COUNT [LABEL]: one storm; prints pigeon-bench's result line
+# followed by other_cpu=P: how much CPU (percent of one core) processes other
+# than the broker and pigeon-bench used meanwhile.
 storm() {
-	local series=$1 n=$2 label=${3:-$1} broker args out
+	local series=$1 n=$2 label=${3:-$1} broker args out b0 b1 p0 p1
 	case $series in
 	pigeon) broker=pigeon args=(--secret-file "$tmp/jwt.secret") ;;
 	plain) broker=plain args=(--secret-file "$tmp/jwt.secret") ;;
 	anonymous) broker=plain args=(--anonymous) ;;
 	esac
-	if ! out=$(timeout $((storm_limit + 30)) taskset -c "$client_cpus" "$bench" connect --port "${port[$broker]}" \
-		--count "$n" --label "$label" --time-limit "$storm_limit" "${args[@]}" 2>"$tmp/err"); then
+	b0=$(busy_ms)
+	p0=$(proc_ms "${pid[$broker]}")
+	if ! out=$(timeout $((storm_limit + 30)) taskset -c "$client_cpus" "$bench" connect \
+		--port "${port[$broker]}" --count "$n" --label "$label" --time-limit "$storm_limit" \
+		"${args[@]}" 2>"$tmp/err"); then
 		cat "$tmp/err" >&2
 		echo "--- broker $broker log:" >&2
 		tail -20 "$tmp/$broker.log" >&2 || true
 		die "$series storm failed"
 	fi
+	b1=$(busy_ms)
 	kill -0 "${pid[$broker]}" 2>/dev/null || die "broker $broker died during the $series storm"
-	echo "$out"
+	p1=$(proc_ms "${pid[$broker]}")
+	awk -v b=$((b1 - b0)) -v p=$((p1 - p0)) '{
+		for (i = 5; i <= NF; i++) {
+			split($i, kv, "=")
+			v[kv[1]] = kv[2]
+		}
+		other = (b - p - v["cpu_ms"]) / (v["seconds"] * 10)
+		printf "%s other_cpu=%.0f\n", $0, other < 0 ? 0 : other
+	}' <<<"$out"
 }
 
 median() { # numbers on stdin
 	sort -g | awk '{v[NR] = $1} END {
-		if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+		if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # ---- run -----------------------------------------------------------------
 echo "# pigeon authentication benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "# command: bench/auth.sh --rounds $rounds --count $count --token-seconds $token_seconds" \
-	"$( ((pin)) || echo --no-pin)"
-echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')," \
+	"--max-other-cpu $max_other$( ((pin)) || echo ' --no-pin')"
+echo "# machine: $ncpu cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')," \
 	"Linux $(uname -r)"
-echo "# broker: $("$mosquitto" -h 2>/dev/null | head -1), build type RelWithDebInfo"
+echo "# broker: $("$mosquitto" -h 2>/dev/null | head -1), pigeon build type RelWithDebInfo"
 echo "# net.ipv4.tcp_tw_reuse=$tw_reuse, ephemeral ports $port_lo-$port_hi"
 echo "# brokers: pigeon on 127.0.0.1:${port[pigeon]}, plain on 127.0.0.1:${port[plain]}," \
 	"on CPU $broker_cpus; pigeon-bench on CPU $client_cpus"
 
-taskset -c "$client_cpus" "$bench" tokens --seconds "$token_seconds" || die "pigeon-bench tokens failed"
+taskset -c "$client_cpus" "$bench" tokens --seconds "$token_seconds" ||
+	die "pigeon-bench tokens failed"
 
 series=(pigeon plain anonymous)
 for s in "${series[@]}"; do
 	storm "$s" 1000 "warmup-$s" | sed 's/^/# /'
 done
 
+# A round runs the three series back to back, in an order that rotates. A
+# round in which other processes took more than --max-other-cpu percent of a
+# core during any storm is reported but not counted, and one more round is
+# run, up to 3 x ROUNDS attempts in all.
 declare -A fig m
-for ((r = 1; r <= rounds; r++)); do
+counted=()
+for ((r = 1; r <= 3 * rounds && ${#counted[@]} < rounds; r++)); do
+	noisy=0
 	for ((k = 0; k < 3; k++)); do
 		s=${series[$(((r - 1 + k) % 3))]}
 		line=$(storm "$s" "$count")
 		fig[$r,$s]=$(awk '{print $3}' <<<"$line")
+		other=${line##*other_cpu=}
+		((other <= max_other)) || noisy=1
 		echo "round $r $line"
 	done
+	fig[$r,noisy]=$noisy
+	((noisy)) || counted+=("$r")
 done
+attempts=$((r - 1))
+if ((${#counted[@]} == 0)); then
+	echo "# WARNING: every round was disturbed by other processes; the figures below" \
+		"use all of them and are not reliable"
+	mapfile -t counted < <(seq 1 "$attempts")
+elif ((${#counted[@]} < rounds)); then
+	echo "# WARNING: only ${#counted[@]} of $attempts rounds were undisturbed"
+fi
 
 echo
-printf '%-6s %10s %10s %10s %13s %17s\n' round pigeon plain anonymous pigeon/plain \
-	pigeon/anonymous
-for ((r = 1; r <= rounds; r++)); do
+printf '%-6s %10s %10s %10s %13s %17s  %s\n' round pigeon plain anonymous pigeon/plain \
+	pigeon/anonymous counted
+for ((r = 1; r <= attempts; r++)); do
 	awk -v r="$r" -v a="${fig[$r,pigeon]}" -v b="${fig[$r,plain]}" -v c="${fig[$r,anonymous]}" \
-		'BEGIN {printf "%-6s %10d %10d %10d %13.3f %17.3f\n", r, a, b, c, a / b, a / c}'
+		-v n="${fig[$r,noisy]}" 'BEGIN {
+		printf "%-6s %10d %10d %10d %13.3f %17.3f  %s\n", r, a, b, c, a / b, a / c,
+			n ? "no (other processes busy)" : "yes"
+	}'
 done
 for s in "${series[@]}"; do
-	m[$s]=$(for ((r = 1; r <= rounds; r++)); do echo "${fig[$r,$s]}"; done | median)
+	m[$s]=$(for r in "${counted[@]}"; do echo "${fig[$r,$s]}"; done | median)
 done
-rp=$(for ((r = 1; r <= rounds; r++)); do
+rp=$(for r in "${counted[@]}"; do
 	awk -v a="${fig[$r,pigeon]}" -v b="${fig[$r,plain]}" 'BEGIN {print a / b}'
 done | median)
-ra=$(for ((r = 1; r <= rounds; r++)); do
+ra=$(for r in "${counted[@]}"; do
 	awk -v a="${fig[$r,pigeon]}" -v c="${fig[$r,anonymous]}" 'BEGIN {print a / c}'
 done | median)
 echo
+echo "counted rounds: ${counted[*]}"
 for s in "${series[@]}"; do
-	echo "median $s ${m[$s]} connects/s"
+	printf 'median %s %.0f connects/s\n' "$s" "${m[$s]}"
 done
 awk -v a="${m[pigeon]}" -v b="${m[plain]}" -v c="${m[anonymous]}" -v rp="$rp" -v ra="$ra" 'BEGIN {
 	printf "ratio pigeon/plain %.3f auth cost %.1f %% (median of per-round ratios %.3f)\n",
@@ -292,8 +349,8 @@ awk -v a="${m[pigeon]}" -v b="${m[plain]}" -v c="${m[anonymous]}" -v rp="$rp" -v
 if [[ -n $perf_dir ]]; then
 	mkdir -p "$perf_dir"
 	for s in pigeon plain; do
-		perf record -q -g -p "${pid[$s]}" -o "$perf_dir/$s.perf.data" -- sleep $((storm_limit + 30)) \
-			2>"$perf_dir/$s.perf.log" &
+		perf record -q -g -p "${pid[$s]}" -o "$perf_dir/$s.perf.data" \
+			-- sleep $((storm_limit + 30)) 2>"$perf_dir/$s.perf.log" &
 		perf_pid=$!
 		sleep 1 # let perf attach
 		storm "$s" "$count" "perf-$s" | sed 's/^/# /'
@@ -305,9 +362,14 @@ if [[ -n $perf_dir ]]; then
 		kill -KILL "$perf_pid" 2>/dev/null || true
 		wait "$perf_pid" 2>/dev/null || true
 		perf_pid=""
-		perf report -i "$perf_dir/$s.perf.data" --stdio --no-children --sort dso,sym \
-			--percent-limit 0.5 2>/dev/null | grep -v '^$' | grep -v '^ *|' |
-			grep -v '^ *---' >"$perf_dir/$s.txt" || true
-		echo "# perf profile of the $s broker: $perf_dir/$s.perf.data, top in $perf_dir/$s.txt"
+		{
+			echo "## $s broker: share of its samples by object"
+			perf report -i "$perf_dir/$s.perf.data" --stdio --no-children -g none \
+				--sort dso 2>/dev/null | grep -v '^#' | grep -v '^$'
+			echo "## $s broker: top symbols"
+			perf report -i "$perf_dir/$s.perf.data" --stdio --no-children -g none \
+				--sort dso,sym --percent-limit 0.3 2>/dev/null | grep -v '^#' | grep -v '^$'
+		} >"$perf_dir/$s.txt" || true
+		echo "# perf profile of the $s broker: $perf_dir/$s.perf.data, summary in $perf_dir/$s.txt"
 	done
 fi

@@ -169,3 +169,15 @@ bool pg_acl_allows(const struct pg_acl_subject *who, enum pg_access access, cons
 	*reason = "unknown access";
 	return false;
 }
+
+static bool acl_user_notify;
+
+void pg_acl_set_user_notify(bool allowed)
+{
+	acl_user_notify = allowed;
+}
+
+bool pg_acl_user_notify(void)
+{
+	return acl_user_notify;
+}

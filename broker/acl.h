@@ -40,4 +40,13 @@ struct pg_acl_subject {
 bool pg_acl_allows(const struct pg_acl_subject *who, enum pg_access access, const char *topic,
 		   bool retain, const char **reason);
 
+
+/*
+ * The process-wide "may users send NOTIFY" policy: pigeon_auth sets it from
+ * plugin_opt_user_notify, and pigeon_inbox applies the same rule to Send
+ * requests. Broker thread only.
+ */
+void pg_acl_set_user_notify(bool allowed);
+bool pg_acl_user_notify(void);
+
 #endif

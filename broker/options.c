@@ -87,7 +87,11 @@ int pg_read_file(const char *path, size_t max, char **buf, size_t *len, char *er
 	for (;;) {
 		char *grown;
 		size_t got;
-		if (cap > max + 1) {
+		/*
+		 * One byte more than max shows that the file is too large; written
+		 * so that max == SIZE_MAX (no limit) does not wrap cap to 0.
+		 */
+		if (cap - 1 > max) {
 			cap = max + 1;
 		}
 		grown = realloc(data, cap + 1);

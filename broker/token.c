@@ -37,14 +37,23 @@ const char *pg_token_status_name(enum pg_token_status status)
 static cJSON *token_json_part(const char *part, size_t len)
 {
 	unsigned char buf[PG_B64URL_DECODED_MAX(PG_TOKEN_MAX)];
+	const char *end = NULL;
 	size_t n;
 	cJSON *json;
 
 	if (pg_b64url_decode(part, len, buf, sizeof(buf), &n) != 0) {
 		return NULL;
 	}
-	json = cJSON_ParseWithLength((const char *)buf, n);
-	if (json != NULL && !cJSON_IsObject(json)) {
+	json = cJSON_ParseWithLengthOpts((const char *)buf, n, &end, false);
+	if (json == NULL) {
+		return NULL;
+	}
+	/* cJSON stops after the first value: anything but whitespace after it is not JSON. */
+	while (end < (const char *)buf + n &&
+	       (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')) {
+		end++;
+	}
+	if (!cJSON_IsObject(json) || end != (const char *)buf + n) {
 		cJSON_Delete(json);
 		return NULL;
 	}

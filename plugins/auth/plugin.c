@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "acl.h"
 #include "sessions.h"
 
 int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
@@ -92,6 +93,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		auth_free(ap);
 		return rc;
 	}
+	pg_acl_set_user_notify(ap->cfg.user_notify);
 	ap->loginlimit = pg_loginlimit_new(ap->cfg.login_fail_limit, ap->cfg.login_fail_window_s);
 	if (ap->loginlimit == NULL) {
 		auth_free(ap);

@@ -942,6 +942,10 @@ static void test_non_json_parts_refused(void)
 	EXPECT_CRAFTED("{\"alg\":\"HS256\"", CLAIMS_OK, PG_TOKEN_MALFORMED,
 		       "header is not base64url JSON");
 	EXPECT_CRAFTED("", CLAIMS_OK, PG_TOKEN_MALFORMED, "header is not base64url JSON");
+	/* A JSON object followed by anything but whitespace is not JSON. */
+	EXPECT_CRAFTED(HS_HDR "x", CLAIMS_OK, PG_TOKEN_MALFORMED, "header is not base64url JSON");
+	EXPECT_CRAFTED(HS_HDR "{\"alg\":\"none\"}", CLAIMS_OK, PG_TOKEN_MALFORMED,
+		       "header is not base64url JSON");
 	tok = craft_parts("eyJhbGciOiJIUzI1NiJ9=", "e30", hs_sign);
 	EXPECT_REFUSED(tok, PG_TOKEN_MALFORMED, "header is not base64url JSON");
 	free(tok);
@@ -957,6 +961,22 @@ static void test_non_json_parts_refused(void)
 	EXPECT_CRAFTED(HS_HDR, "42", PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
 	EXPECT_CRAFTED(HS_HDR, "null", PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
 	EXPECT_CRAFTED(HS_HDR, "", PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
+	EXPECT_CRAFTED(HS_HDR, CLAIMS_OK "x", PG_TOKEN_MALFORMED,
+		       "claims are not a base64url JSON object");
+	EXPECT_CRAFTED(HS_HDR, CLAIMS_OK "{\"sub\":\"bob\"}", PG_TOKEN_MALFORMED,
+		       "claims are not a base64url JSON object");
+	/* Whitespace around the JSON is JSON (RFC 7515's examples have CRLFs). */
+	EXPECT_CRAFTED(" \r\n" HS_HDR "\r\n", " " CLAIMS_OK "\n\t ", PG_TOKEN_OK, "ok");
+	{
+		/* A NUL after the object. */
+		static const char nul_claims[] = CLAIMS_OK "\0junk";
+		char p64[128];
+		pg_b64url_encode((const unsigned char *)nul_claims, sizeof(nul_claims) - 1, p64,
+				 sizeof(p64));
+		tok = craft_parts(h, p64, hs_sign);
+		EXPECT_REFUSED(tok, PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
+		free(tok);
+	}
 	tok = craft_parts(h, "eyJzdWIiOiJhIn0+", hs_sign);
 	EXPECT_REFUSED(tok, PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
 	free(tok);

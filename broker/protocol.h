@@ -1,0 +1,28 @@
+/*
+ * Protocol constants shared by the plugins and clients (DESIGN §5-6):
+ * Reply codes, request limits, and the topic that swallows a publish that
+ * was accepted but must not be routed (a duplicate).
+ */
+#ifndef PIGEON_PROTOCOL_H
+#define PIGEON_PROTOCOL_H
+
+/* Reply.code values; documented in docs/protocol.md. */
+enum pg_reply_code {
+	PG_REPLY_OK = 0,
+	PG_REPLY_BAD_REQUEST = 400,   /* malformed or invalid request */
+	PG_REPLY_FORBIDDEN = 403,     /* not allowed for this identity */
+	PG_REPLY_TOO_LARGE = 413,     /* body over plugin_opt_max_body */
+	PG_REPLY_RATE_LIMITED = 429,  /* plugin_opt_send_rate exceeded */
+	PG_REPLY_STORE_ERROR = 500,   /* the store failed; nothing changed */
+	PG_REPLY_NOT_AVAILABLE = 501, /* the feature is not enabled on this broker */
+};
+
+#define PG_SYNC_LIMIT_DEFAULT 100
+#define PG_SYNC_LIMIT_MAX 1000
+/* A SyncReply carries about this many body bytes at most (always one message). */
+#define PG_SYNC_MAX_BYTES (256 * 1024)
+
+/* Accepted publishes that must reach no one are rewritten to this topic. */
+#define PG_DISCARD_TOPIC "$pigeon/discard"
+
+#endif

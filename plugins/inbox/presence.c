@@ -1,0 +1,151 @@
+/*
+ * Presence (DESIGN §6): the retained im/<uid>/presence turns online when a
+ * user's first device connects and offline only after the last one has been
+ * gone for plugin_opt_presence_grace_ms, so a quick reconnect publishes
+ * nothing. Connections come from libpigeon's session registry (pigeon_auth
+ * records them; Mosquitto 2.0.11 has no CONNECT event). Who is shown online
+ * is journaled, so after a crash the next start turns them offline.
+ */
+#include "pigeon_inbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <uthash.h>
+
+#include "topic.h"
+
+struct presence_user {
+	int64_t offline_at_ms; /* 0: not leaving */
+	UT_hash_handle hh;
+	char uid[PG_IDENT_MAX + 1];
+};
+
+struct device_list {
+	Pigeon__PresenceDevice items[16];
+	Pigeon__PresenceDevice *ptrs[16];
+	size_t n;
+};
+
+static void collect_device(const struct pg_session *s, void *ud)
+{
+	struct device_list *dl = ud;
+
+	if (dl->n < 16) {
+		pigeon__presence_device__init(&dl->items[dl->n]);
+		dl->items[dl->n].device = (char *)s->device;
+		dl->items[dl->n].since_ms = (uint64_t)s->since_ms;
+		dl->ptrs[dl->n] = &dl->items[dl->n];
+		dl->n++;
+	}
+}
+
+static void presence_publish(struct inbox_plugin *ip, const char *uid, bool online)
+{
+	Pigeon__Presence p = PIGEON__PRESENCE__INIT;
+	struct device_list dl = {.n = 0};
+	char topic[PG_TOPIC_MAX];
+	size_t len;
+	void *buf;
+
+	if (online) {
+		pg_sessions_foreach(uid, collect_device, &dl);
+	}
+	p.uid = (char *)uid;
+	p.online = online;
+	p.n_devices = dl.n;
+	p.devices = dl.ptrs;
+	p.changed_at_ms = (uint64_t)inbox_now_ms();
+	len = pigeon__presence__get_packed_size(&p);
+	buf = mosquitto_malloc(len ? len : 1);
+	if (buf == NULL) {
+		return;
+	}
+	pigeon__presence__pack(&p, buf);
+	pg_topic_format(topic, sizeof(topic), uid, "presence");
+	if (mosquitto_broker_publish(NULL, topic, (int)len, buf, 1, true, NULL) != MOSQ_ERR_SUCCESS) {
+		mosquitto_free(buf);
+	}
+	if (pg_store_set_presence(ip->store, uid, online) != PG_STORE_OK) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+				     INBOX_LOG_PREFIX "could not journal presence of %s", uid);
+	}
+}
+
+void inbox_presence_watch(enum pg_session_event ev, const struct pg_session *s, void *ud)
+{
+	struct inbox_plugin *ip = ud;
+	struct presence_user *p;
+
+	HASH_FIND_STR(ip->presence, s->uid, p);
+	if (ev == PG_SESSION_ADDED) {
+		if (p != NULL) {
+			p->offline_at_ms = 0; /* back within the grace: no event */
+			return;
+		}
+		p = calloc(1, sizeof(*p));
+		if (p == NULL) {
+			return;
+		}
+		strcpy(p->uid, s->uid);
+		HASH_ADD_STR(ip->presence, uid, p);
+		presence_publish(ip, s->uid, true);
+		return;
+	}
+	/* REMOVED is reported while the session still counts. */
+	if (p != NULL && pg_sessions_user_count(s->uid) <= 1) {
+		p->offline_at_ms = inbox_now_ms() + (int64_t)ip->cfg.presence_grace_ms;
+	}
+}
+
+void inbox_presence_tick(struct inbox_plugin *ip, int64_t now_ms)
+{
+	struct presence_user *p, *tmp;
+
+	HASH_ITER(hh, ip->presence, p, tmp)
+	{
+		if (p->offline_at_ms == 0 || now_ms < p->offline_at_ms) {
+			continue;
+		}
+		if (pg_sessions_user_count(p->uid) > 0) {
+			p->offline_at_ms = 0;
+			continue;
+		}
+		presence_publish(ip, p->uid, false);
+		HASH_DEL(ip->presence, p);
+		free(p);
+	}
+}
+
+static void reset_one(const char *uid, void *ud)
+{
+	struct inbox_plugin *ip = ud;
+	struct presence_user *p;
+
+	HASH_FIND_STR(ip->presence, uid, p);
+	if (p == NULL && pg_ident_valid_str(uid)) {
+		presence_publish(ip, uid, false);
+	}
+}
+
+void inbox_presence_reset_stale(struct inbox_plugin *ip)
+{
+	pg_store_flush(ip->store); /* the online set in SQLite is then complete */
+	pg_store_foreach_online(ip->store, reset_one, ip);
+}
+
+void inbox_presence_free(struct inbox_plugin *ip)
+{
+	struct presence_user *p, *tmp;
+
+	HASH_ITER(hh, ip->presence, p, tmp)
+	{
+		HASH_DEL(ip->presence, p);
+		free(p);
+	}
+}
+
+size_t inbox_presence_count(struct inbox_plugin *ip)
+{
+	return HASH_COUNT(ip->presence);
+}
