@@ -50,6 +50,9 @@ log_type information
 
 plugin $build/lib/pigeon_auth.so
 plugin_opt_jwt_secret_file $data/jwt.secret
+
+plugin $build/lib/pigeon_inbox.so
+plugin_opt_db_path $data/pigeon.db
 CONF
 
 tok="$build/bin/pigeon-token"

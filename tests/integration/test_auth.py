@@ -119,12 +119,21 @@ def _bad_login_cases():
          "header is not base64url JSON"),
         ("claims_not_json", std(lambda k: _sign_raw_hs256(k, b"[1,2,3]")),
          "claims are not a base64url JSON object"),
+        ("claims_with_trailing_garbage", std(lambda k: _sign_raw_hs256(
+            k, json.dumps({"sub": "alice", "exp": now + 600}).encode() + b"}{x")),
+         "claims are not a base64url JSON object"),
         ("password_60kb_garbage", std(lambda k: "x" * 60000),
          re.escape("token longer than 4096 bytes")),
         ("username_not_sub", std(lambda k: k.token("alice"), username="bob"),
          re.escape("username is not the token's sub")),
         ("no_username_no_password", lambda k: ("alice:phone", None, None),
          re.escape("username (uid) and password (token) are required")),
+        ("username_without_password", lambda k: ("alice:phone", "alice", None),
+         re.escape("username (uid) and password (token) are required")),
+        ("client_id_device_too_long", std(lambda k: k.token("alice"), client_id="alice:" + "p" * 65),
+         re.escape("client id must be <uid>:<device>")),
+        ("client_id_bad_character", std(lambda k: k.token("alice"), client_id="alice:ph/one"),
+         re.escape("client id must be <uid>:<device>")),
         ("client_id_without_device", std(lambda k: k.token("alice"), client_id="alice"),
          re.escape("client id must be <uid>:<device>")),
         ("client_id_empty_device", std(lambda k: k.token("alice"), client_id="alice:"),
@@ -230,6 +239,22 @@ def test_token_cannot_take_over_another_users_session(broker, keys, mqtt):
     log = broker.log_since(mark)
     assert "closing old connection" not in log
     assert not re.search(r"Client bob:phone (disconnected|closed|been disconnected)", log)
+
+
+def test_same_device_reconnecting_takes_over_its_own_session(broker, keys, mqtt):
+    # The one legitimate takeover: the same uid:device logging in again. The
+    # new connection must keep its identity for the ACL after the broker
+    # drops the old one (the old one's DISCONNECT must not forget the new).
+    first, rc = mqtt.connect(broker, "erin", "phone", keys.token("erin"))
+    assert rc == CONNACK_OK
+    mark = broker.mark()
+    second, rc = mqtt.connect(broker, "erin", "phone", keys.token("erin"))
+    assert rc == CONNACK_OK
+    assert first.wait_disconnected()
+    broker.expect_log(r"Client erin:phone already connected, closing old connection", mark)
+    assert second.subscribe("im/erin/#") == [1]
+    assert second.publish("im/bob/chat") in (PUBACK_OK, PUBACK_NO_SUBSCRIBERS)
+    assert second.ping() and second.connected
 
 
 def test_device_bound_token_logs_in_only_as_that_device(broker, keys, mqtt):

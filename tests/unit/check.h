@@ -32,7 +32,7 @@ static int check_total;
 		if (check_a_ != check_b_) {                                                        \
 			check_failures++;                                                          \
 			fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n",          \
-				__FILE__, __LINE__, #a, #b, check_a_, check_b_);                   \
+			        __FILE__, __LINE__, #a, #b, check_a_, check_b_);                   \
 		}                                                                                  \
 	} while (0)
 
@@ -42,11 +42,11 @@ static int check_total;
 		const char *check_a_ = (a), *check_b_ = (b);                                       \
 		check_total++;                                                                     \
 		if (check_a_ == NULL || check_b_ == NULL ? check_a_ != check_b_                    \
-							 : strcmp(check_a_, check_b_) != 0) {      \
+		                                         : strcmp(check_a_, check_b_) != 0) {      \
 			check_failures++;                                                          \
 			fprintf(stderr, "%s:%d: CHECK failed: %s == %s (\"%s\" != \"%s\")\n",      \
-				__FILE__, __LINE__, #a, #b, check_a_ ? check_a_ : "(null)",        \
-				check_b_ ? check_b_ : "(null)");                                   \
+			        __FILE__, __LINE__, #a, #b, check_a_ ? check_a_ : "(null)",        \
+			        check_b_ ? check_b_ : "(null)");                                   \
 		}                                                                                  \
 	} while (0)
 
@@ -57,9 +57,9 @@ static int check_total;
 		check_total++;                                                                     \
 		if (check_h_ == NULL || strstr(check_h_, check_n_) == NULL) {                      \
 			check_failures++;                                                          \
-			fprintf(stderr, "%s:%d: CHECK failed: %s contains \"%s\" (it is \"%s\")\n", \
-				__FILE__, __LINE__, #hay, check_n_,                                \
-				check_h_ ? check_h_ : "(null)");                                   \
+			fprintf(                                                                   \
+			    stderr, "%s:%d: CHECK failed: %s contains \"%s\" (it is \"%s\")\n",    \
+			    __FILE__, __LINE__, #hay, check_n_, check_h_ ? check_h_ : "(null)");   \
 		}                                                                                  \
 	} while (0)
 
@@ -70,7 +70,7 @@ static int check_total;
 		if (memcmp((a), (b), (len)) != 0) {                                                \
 			check_failures++;                                                          \
 			fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%zu bytes differ)\n",      \
-				__FILE__, __LINE__, #a, #b, (size_t)(len));                        \
+			        __FILE__, __LINE__, #a, #b, (size_t)(len));                        \
 		}                                                                                  \
 	} while (0)
 

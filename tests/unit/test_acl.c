@@ -49,9 +49,9 @@ static void run_cases(enum pg_access access, const struct acl_case *cases, size_
 
 		if (got != c->allow) {
 			fprintf(stderr, "%s %s %s%s: %s, expected %s (reason: %s)\n",
-				pg_role_name(c->who->role), c->who->uid, access_name(access),
-				c->retain ? " retained" : "", c->topic, got ? "allowed" : "refused",
-				reason ? reason : "(none)");
+			        pg_role_name(c->who->role), c->who->uid, access_name(access),
+			        c->retain ? " retained" : "", c->topic, got ? "allowed" : "refused",
+			        reason ? reason : "(none)");
 		}
 		CHECK_EQ(got, c->allow);
 		if (!got) {
@@ -69,44 +69,44 @@ static void run_cases(enum pg_access access, const struct acl_case *cases, size_
 static void test_user_subscribe(void)
 {
 	static const struct acl_case cases[] = {
-		{&alice, "im/alice/#", false, true, NULL},
-		{&alice, "im/alice/+", false, true, NULL},
-		{&alice, "im/alice/inbox", false, true, NULL},
-		{&alice, "im/alice/reply", false, true, NULL},
-		{&alice, "$share/g/im/alice/#", false, true, NULL},
-		{&alice, "$share/workers/im/alice/inbox", false, true, NULL},
+	    {&alice, "im/alice/#", false, true, NULL},
+	    {&alice, "im/alice/+", false, true, NULL},
+	    {&alice, "im/alice/inbox", false, true, NULL},
+	    {&alice, "im/alice/reply", false, true, NULL},
+	    {&alice, "$share/g/im/alice/#", false, true, NULL},
+	    {&alice, "$share/workers/im/alice/inbox", false, true, NULL},
 
-		{&alice, "im/+/inbox", false, false, "im/<self>/#"},
-		{&alice, "im/+/#", false, false, NULL},
-		{&alice, "im/#", false, false, NULL},
-		{&alice, "#", false, false, NULL},
-		{&alice, "+/alice/#", false, false, NULL},
-		{&alice, "+/+/+", false, false, NULL},
-		{&alice, "im/bob/#", false, false, NULL},
-		{&alice, "im/bob/inbox", false, false, NULL},
-		{&alice, "im/bob/+", false, false, NULL},
-		{&alice, "im/alice/presence", false, false, NULL},
-		{&alice, "im/+/presence", false, false, NULL},
-		{&alice, "im/alice/chat", false, false, NULL},
-		{&alice, "im/alice/notify/+", false, false, NULL},
-		{&alice, "im/alice/inbox/#", false, false, NULL},
-		{&alice, "im/alice", false, false, NULL},
-		{&alice, "im/alice/", false, false, NULL},
-		{&alice, "$SYS/#", false, false, NULL},
-		{&alice, "$SYS/broker/uptime", false, false, NULL},
-		{&alice, "$CONTROL/pigeon/v1", false, false, NULL},
-		{&alice, "", false, false, NULL},
-		{&alice, "im/alice/a/b/c/d/e/f/g/h/i", false, false, NULL},
-		{&alice, "$share/g/im/bob/#", false, false, NULL},
-		{&alice, "$share/g/im/+/inbox", false, false, NULL},
-		{&alice, "$share/g/#", false, false, NULL},
-		{&alice, "$share/g/$SYS/#", false, false, NULL},
-		{&alice, "$share//im/alice/#", false, false, "malformed shared subscription"},
-		{&alice, "$share/g", false, false, "malformed shared subscription"},
-		/* uid comparisons are whole levels, not prefixes. */
-		{&ali, "im/alice/#", false, false, NULL},
-		{&alice, "im/ali/#", false, false, NULL},
-		{&ali, "im/ali/#", false, true, NULL},
+	    {&alice, "im/+/inbox", false, false, "im/<self>/#"},
+	    {&alice, "im/+/#", false, false, NULL},
+	    {&alice, "im/#", false, false, NULL},
+	    {&alice, "#", false, false, NULL},
+	    {&alice, "+/alice/#", false, false, NULL},
+	    {&alice, "+/+/+", false, false, NULL},
+	    {&alice, "im/bob/#", false, false, NULL},
+	    {&alice, "im/bob/inbox", false, false, NULL},
+	    {&alice, "im/bob/+", false, false, NULL},
+	    {&alice, "im/alice/presence", false, false, NULL},
+	    {&alice, "im/+/presence", false, false, NULL},
+	    {&alice, "im/alice/chat", false, false, NULL},
+	    {&alice, "im/alice/notify/+", false, false, NULL},
+	    {&alice, "im/alice/inbox/#", false, false, NULL},
+	    {&alice, "im/alice", false, false, NULL},
+	    {&alice, "im/alice/", false, false, NULL},
+	    {&alice, "$SYS/#", false, false, NULL},
+	    {&alice, "$SYS/broker/uptime", false, false, NULL},
+	    {&alice, "$CONTROL/pigeon/v1", false, false, NULL},
+	    {&alice, "", false, false, NULL},
+	    {&alice, "im/alice/a/b/c/d/e/f/g/h/i", false, false, NULL},
+	    {&alice, "$share/g/im/bob/#", false, false, NULL},
+	    {&alice, "$share/g/im/+/inbox", false, false, NULL},
+	    {&alice, "$share/g/#", false, false, NULL},
+	    {&alice, "$share/g/$SYS/#", false, false, NULL},
+	    {&alice, "$share//im/alice/#", false, false, "malformed shared subscription"},
+	    {&alice, "$share/g", false, false, "malformed shared subscription"},
+	    /* uid comparisons are whole levels, not prefixes. */
+	    {&ali, "im/alice/#", false, false, NULL},
+	    {&alice, "im/ali/#", false, false, NULL},
+	    {&ali, "im/ali/#", false, true, NULL},
 	};
 
 	run_cases(PG_ACCESS_SUBSCRIBE, cases, sizeof(cases) / sizeof(cases[0]));
@@ -115,31 +115,31 @@ static void test_user_subscribe(void)
 static void test_service_subscribe(void)
 {
 	static const struct acl_case cases[] = {
-		{&svc, "im/+/presence", false, true, NULL},
-		{&svc, "im/bob/presence", false, true, NULL},
-		{&svc, "$share/g/im/+/presence", false, true, NULL},
-		{&svc, "$SYS/#", false, true, NULL},
-		{&svc, "$SYS/broker/pigeon/+", false, true, NULL},
-		{&svc, "$share/g/$SYS/#", false, true, NULL},
-		{&svc, "im/svc/#", false, true, NULL},
-		{&svc, "im/svc/+", false, true, NULL},
-		{&svc, "im/svc/inbox", false, true, NULL},
-		{&svc, "im/svc/reply", false, true, NULL},
+	    {&svc, "im/+/presence", false, true, NULL},
+	    {&svc, "im/bob/presence", false, true, NULL},
+	    {&svc, "$share/g/im/+/presence", false, true, NULL},
+	    {&svc, "$SYS/#", false, true, NULL},
+	    {&svc, "$SYS/broker/pigeon/+", false, true, NULL},
+	    {&svc, "$share/g/$SYS/#", false, true, NULL},
+	    {&svc, "im/svc/#", false, true, NULL},
+	    {&svc, "im/svc/+", false, true, NULL},
+	    {&svc, "im/svc/inbox", false, true, NULL},
+	    {&svc, "im/svc/reply", false, true, NULL},
 
-		{&svc, "im/+/inbox", false, false, "im/+/presence"},
-		{&svc, "im/+/reply", false, false, NULL},
-		{&svc, "im/+/#", false, false, NULL},
-		{&svc, "im/+/+", false, false, NULL},
-		{&svc, "im/#", false, false, NULL},
-		{&svc, "#", false, false, NULL},
-		{&svc, "+/+/presence", false, false, NULL},
-		{&svc, "im/#/presence", false, false, NULL},
-		{&svc, "im/a b/presence", false, false, NULL},
-		{&svc, "im/bob/#", false, false, NULL},
-		{&svc, "im/bob/inbox", false, false, NULL},
-		{&svc, "im/bob/chat", false, false, NULL},
-		{&svc, "$CONTROL/pigeon/v1", false, false, NULL},
-		{&svc, "$share/g/im/+/inbox", false, false, NULL},
+	    {&svc, "im/+/inbox", false, false, "im/+/presence"},
+	    {&svc, "im/+/reply", false, false, NULL},
+	    {&svc, "im/+/#", false, false, NULL},
+	    {&svc, "im/+/+", false, false, NULL},
+	    {&svc, "im/#", false, false, NULL},
+	    {&svc, "#", false, false, NULL},
+	    {&svc, "+/+/presence", false, false, NULL},
+	    {&svc, "im/#/presence", false, false, NULL},
+	    {&svc, "im/a b/presence", false, false, NULL},
+	    {&svc, "im/bob/#", false, false, NULL},
+	    {&svc, "im/bob/inbox", false, false, NULL},
+	    {&svc, "im/bob/chat", false, false, NULL},
+	    {&svc, "$CONTROL/pigeon/v1", false, false, NULL},
+	    {&svc, "$share/g/im/+/inbox", false, false, NULL},
 	};
 
 	run_cases(PG_ACCESS_SUBSCRIBE, cases, sizeof(cases) / sizeof(cases[0]));
@@ -148,37 +148,37 @@ static void test_service_subscribe(void)
 static void test_user_write(void)
 {
 	static const struct acl_case cases[] = {
-		{&alice, "im/bob/chat", false, true, NULL},
-		{&alice, "im/alice/chat", false, true, NULL},
-		{&alice, "im/bob/instant", false, true, NULL},
-		{&alice, "im/u-1.x_y/chat", false, true, NULL},
-		{&alice, "$CONTROL/pigeon/v1", false, true, NULL},
+	    {&alice, "im/bob/chat", false, true, NULL},
+	    {&alice, "im/alice/chat", false, true, NULL},
+	    {&alice, "im/bob/instant", false, true, NULL},
+	    {&alice, "im/u-1.x_y/chat", false, true, NULL},
+	    {&alice, "$CONTROL/pigeon/v1", false, true, NULL},
 
-		{&alice, "im/bob/notify/news", false, false, "users may not send notifications"},
-		{&alice_notify, "im/bob/notify/news", false, true, NULL},
-		{&alice, "im/bob/inbox", false, false, "only the broker publishes"},
-		{&alice, "im/alice/inbox", false, false, "only the broker publishes"},
-		{&alice, "im/alice/reply", false, false, "only the broker publishes"},
-		{&alice, "im/bob/reply", false, false, "only the broker publishes"},
-		{&alice, "im/alice/presence", false, false, "only the broker publishes"},
-		{&alice_notify, "im/bob/inbox", false, false, "only the broker publishes"},
+	    {&alice, "im/bob/notify/news", false, false, "users may not send notifications"},
+	    {&alice_notify, "im/bob/notify/news", false, true, NULL},
+	    {&alice, "im/bob/inbox", false, false, "only the broker publishes"},
+	    {&alice, "im/alice/inbox", false, false, "only the broker publishes"},
+	    {&alice, "im/alice/reply", false, false, "only the broker publishes"},
+	    {&alice, "im/bob/reply", false, false, "only the broker publishes"},
+	    {&alice, "im/alice/presence", false, false, "only the broker publishes"},
+	    {&alice_notify, "im/bob/inbox", false, false, "only the broker publishes"},
 
-		{&alice, "im/bob/chat", true, false, "retained"},
-		{&alice, "im/bob/instant", true, false, "retained"},
-		{&alice, "$CONTROL/pigeon/v1", true, false, "retained"},
-		{&alice_notify, "im/bob/notify/news", true, false, "retained"},
+	    {&alice, "im/bob/chat", true, false, "retained"},
+	    {&alice, "im/bob/instant", true, false, "retained"},
+	    {&alice, "$CONTROL/pigeon/v1", true, false, "retained"},
+	    {&alice_notify, "im/bob/notify/news", true, false, "retained"},
 
-		{&alice, "im/bob/chat/x", false, false, "malformed"},
-		{&alice, "im/a b/chat", false, false, "malformed"},
-		{&alice, "im/+/chat", false, false, "malformed"},
-		{&alice, "im/#", false, false, "malformed"},
-		{&alice, "im/bob", false, false, "malformed"},
-		{&alice, "im/bob/notify/", false, false, "malformed"},
-		{&alice, "im/", false, false, "malformed"},
-		{&alice, "foo/bar", false, false, "outside"},
-		{&alice, "$SYS/broker/uptime", false, false, "outside"},
-		{&alice, "$CONTROL/pigeon/v2", false, false, "outside"},
-		{&alice, "", false, false, "outside"},
+	    {&alice, "im/bob/chat/x", false, false, "malformed"},
+	    {&alice, "im/a b/chat", false, false, "malformed"},
+	    {&alice, "im/+/chat", false, false, "malformed"},
+	    {&alice, "im/#", false, false, "malformed"},
+	    {&alice, "im/bob", false, false, "malformed"},
+	    {&alice, "im/bob/notify/", false, false, "malformed"},
+	    {&alice, "im/", false, false, "malformed"},
+	    {&alice, "foo/bar", false, false, "outside"},
+	    {&alice, "$SYS/broker/uptime", false, false, "outside"},
+	    {&alice, "$CONTROL/pigeon/v2", false, false, "outside"},
+	    {&alice, "", false, false, "outside"},
 	};
 
 	run_cases(PG_ACCESS_WRITE, cases, sizeof(cases) / sizeof(cases[0]));
@@ -187,20 +187,20 @@ static void test_user_write(void)
 static void test_service_write(void)
 {
 	static const struct acl_case cases[] = {
-		{&svc, "im/bob/chat", false, true, NULL},
-		{&svc, "im/bob/instant", false, true, NULL},
-		{&svc, "im/bob/notify/order.shipped", false, true, NULL},
-		{&svc, "$CONTROL/pigeon/v1", false, true, NULL},
+	    {&svc, "im/bob/chat", false, true, NULL},
+	    {&svc, "im/bob/instant", false, true, NULL},
+	    {&svc, "im/bob/notify/order.shipped", false, true, NULL},
+	    {&svc, "$CONTROL/pigeon/v1", false, true, NULL},
 
-		{&svc, "im/bob/inbox", false, false, "only the broker publishes"},
-		{&svc, "im/bob/reply", false, false, "only the broker publishes"},
-		{&svc, "im/bob/presence", false, false, "only the broker publishes"},
-		{&svc, "im/svc/presence", false, false, "only the broker publishes"},
-		{&svc, "im/bob/notify/x", true, false, "retained"},
-		{&svc, "im/bob/chat", true, false, "retained"},
-		{&svc, "im/bob/notify/x/y", false, false, "malformed"},
-		{&svc, "$SYS/broker/pigeon/x", false, false, "outside"},
-		{&svc, "other", false, false, "outside"},
+	    {&svc, "im/bob/inbox", false, false, "only the broker publishes"},
+	    {&svc, "im/bob/reply", false, false, "only the broker publishes"},
+	    {&svc, "im/bob/presence", false, false, "only the broker publishes"},
+	    {&svc, "im/svc/presence", false, false, "only the broker publishes"},
+	    {&svc, "im/bob/notify/x", true, false, "retained"},
+	    {&svc, "im/bob/chat", true, false, "retained"},
+	    {&svc, "im/bob/notify/x/y", false, false, "malformed"},
+	    {&svc, "$SYS/broker/pigeon/x", false, false, "outside"},
+	    {&svc, "other", false, false, "outside"},
 	};
 
 	run_cases(PG_ACCESS_WRITE, cases, sizeof(cases) / sizeof(cases[0]));
@@ -209,21 +209,21 @@ static void test_service_write(void)
 static void test_user_read(void)
 {
 	static const struct acl_case cases[] = {
-		{&alice, "im/alice/inbox", false, true, NULL},
-		{&alice, "im/alice/reply", false, true, NULL},
+	    {&alice, "im/alice/inbox", false, true, NULL},
+	    {&alice, "im/alice/reply", false, true, NULL},
 
-		{&alice, "im/bob/inbox", false, false, "another user's topic"},
-		{&alice, "im/bob/reply", false, false, "another user's topic"},
-		{&ali, "im/alice/inbox", false, false, "another user's topic"},
-		{&alice, "im/alice/presence", false, false, "presence is for services"},
-		{&alice, "im/bob/presence", false, false, "presence is for services"},
-		{&alice, "im/alice/chat", false, false, "not a readable"},
-		{&alice, "im/alice/instant", false, false, "not a readable"},
-		{&alice, "im/alice/notify/x", false, false, "not a readable"},
-		{&alice, "$SYS/broker/uptime", false, false, "not a readable"},
-		{&alice, "$CONTROL/pigeon/v1", false, false, "not a readable"},
-		{&alice, "im/alice/inbox/x", false, false, "not a readable"},
-		{&alice, "foo", false, false, "not a readable"},
+	    {&alice, "im/bob/inbox", false, false, "another user's topic"},
+	    {&alice, "im/bob/reply", false, false, "another user's topic"},
+	    {&ali, "im/alice/inbox", false, false, "another user's topic"},
+	    {&alice, "im/alice/presence", false, false, "presence is for services"},
+	    {&alice, "im/bob/presence", false, false, "presence is for services"},
+	    {&alice, "im/alice/chat", false, false, "not a readable"},
+	    {&alice, "im/alice/instant", false, false, "not a readable"},
+	    {&alice, "im/alice/notify/x", false, false, "not a readable"},
+	    {&alice, "$SYS/broker/uptime", false, false, "not a readable"},
+	    {&alice, "$CONTROL/pigeon/v1", false, false, "not a readable"},
+	    {&alice, "im/alice/inbox/x", false, false, "not a readable"},
+	    {&alice, "foo", false, false, "not a readable"},
 	};
 
 	run_cases(PG_ACCESS_READ, cases, sizeof(cases) / sizeof(cases[0]));
@@ -232,16 +232,16 @@ static void test_user_read(void)
 static void test_service_read(void)
 {
 	static const struct acl_case cases[] = {
-		{&svc, "im/svc/inbox", false, true, NULL},
-		{&svc, "im/svc/reply", false, true, NULL},
-		{&svc, "im/bob/presence", false, true, NULL},
-		{&svc, "im/svc/presence", false, true, NULL},
-		{&svc, "$SYS/broker/uptime", false, true, NULL},
+	    {&svc, "im/svc/inbox", false, true, NULL},
+	    {&svc, "im/svc/reply", false, true, NULL},
+	    {&svc, "im/bob/presence", false, true, NULL},
+	    {&svc, "im/svc/presence", false, true, NULL},
+	    {&svc, "$SYS/broker/uptime", false, true, NULL},
 
-		{&svc, "im/bob/inbox", false, false, "another user's topic"},
-		{&svc, "im/bob/reply", false, false, "another user's topic"},
-		{&svc, "im/bob/chat", false, false, "not a readable"},
-		{&svc, "$CONTROL/pigeon/v1", false, false, "not a readable"},
+	    {&svc, "im/bob/inbox", false, false, "another user's topic"},
+	    {&svc, "im/bob/reply", false, false, "another user's topic"},
+	    {&svc, "im/bob/chat", false, false, "not a readable"},
+	    {&svc, "$CONTROL/pigeon/v1", false, false, "not a readable"},
 	};
 
 	run_cases(PG_ACCESS_READ, cases, sizeof(cases) / sizeof(cases[0]));
@@ -250,9 +250,9 @@ static void test_service_read(void)
 static void test_unsubscribe_always_allowed(void)
 {
 	static const struct acl_case cases[] = {
-		{&alice, "im/bob/#", false, true, NULL},
-		{&alice, "#", false, true, NULL},
-		{&svc, "$SYS/#", false, true, NULL},
+	    {&alice, "im/bob/#", false, true, NULL},
+	    {&alice, "#", false, true, NULL},
+	    {&svc, "$SYS/#", false, true, NULL},
 	};
 
 	run_cases(PG_ACCESS_UNSUBSCRIBE, cases, sizeof(cases) / sizeof(cases[0]));

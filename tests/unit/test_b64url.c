@@ -22,8 +22,8 @@ static void test_rfc4648_vectors_encode_unpadded(void)
 	static const struct {
 		const char *plain, *coded;
 	} v[] = {
-		{"", ""},         {"f", "Zg"},         {"fo", "Zm8"},         {"foo", "Zm9v"},
-		{"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"},
+	    {"", ""},           {"f", "Zg"},          {"fo", "Zm8"},          {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"},
 	};
 	size_t i;
 
@@ -33,8 +33,9 @@ static void test_rfc4648_vectors_encode_unpadded(void)
 		size_t declen = 99;
 		size_t plen = strlen(v[i].plain);
 
-		CHECK_EQ(pg_b64url_encode((const unsigned char *)v[i].plain, plen, enc, sizeof(enc)),
-			 strlen(v[i].coded));
+		CHECK_EQ(
+		    pg_b64url_encode((const unsigned char *)v[i].plain, plen, enc, sizeof(enc)),
+		    strlen(v[i].coded));
 		CHECK_STR(enc, v[i].coded);
 		CHECK_EQ(decode_str(v[i].coded, dec, sizeof(dec), &declen), 0);
 		CHECK_EQ(declen, plen);
@@ -114,8 +115,8 @@ static void test_refuses_standard_alphabet(void)
 static void test_refuses_whitespace_and_other_bytes(void)
 {
 	static const char *const bad[] = {
-		"Zm9v ",  " Zm9v",   "Zm 9v",  "Zm9v\n",  "\nZm9v", "Zm\r\n9v", "\tZm9v",
-		"Zm9v.",  "Zm9v!",   "Zm9\xc3\xa9", "Zm9v*",
+	    "Zm9v ",  " Zm9v", "Zm 9v", "Zm9v\n",      "\nZm9v", "Zm\r\n9v",
+	    "\tZm9v", "Zm9v.", "Zm9v!", "Zm9\xc3\xa9", "Zm9v*",
 	};
 	unsigned char out[16];
 	size_t i, outlen;

@@ -33,12 +33,15 @@ static void test_ident_length_is_1_to_64(void)
 static void test_ident_charset(void)
 {
 	static const char *const good[] = {
-		"alice", "Bob", "u-1", "u_1", "u.1", "0123456789", "...", "-", "_",
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._",
+	    "alice", "Bob",
+	    "u-1",   "u_1",
+	    "u.1",   "0123456789",
+	    "...",   "-",
+	    "_",     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._",
 	};
 	static const char *const bad[] = {
-		"a b", "a/b", "a+b", "a#b", "+", "#", "a:b", "a@b", "caf\xc3\xa9", "a\tb", "a$",
-		"a*", "a\\b", "a,b",
+	    "a b", "a/b",         "a+b",  "a#b", "+",  "#",    "a:b",
+	    "a@b", "caf\xc3\xa9", "a\tb", "a$",  "a*", "a\\b", "a,b",
 	};
 	size_t i;
 
@@ -117,7 +120,7 @@ static void test_role_names(void)
 
 /* Parses topic and checks kind, uid and type. */
 static void expect_topic(const char *topic, enum pg_topic_kind kind, const char *uid,
-			 const char *type)
+                         const char *type)
 {
 	struct pg_topic t;
 
@@ -178,25 +181,25 @@ static void test_topic_longest_names(void)
 static void test_topic_malformed(void)
 {
 	static const char *const bad[] = {
-		"im/",
-		"im/a",
-		"im//chat",
-		"im/a/",
-		"im/a/notify",
-		"im/a/notify/",
-		"im/a/notify/x/y",
-		"im/a/notify/x y",
-		"im/a b/chat",
-		"im/a+b/chat",
-		"im/+/inbox",
-		"im/#",
-		"im/a/chat/x",
-		"im/a/chat/",
-		"im/a/Chat",
-		"im/a/inbox/x",
-		"im/a/presence/",
-		"im/a/unknown",
-		"im/a//chat",
+	    "im/",
+	    "im/a",
+	    "im//chat",
+	    "im/a/",
+	    "im/a/notify",
+	    "im/a/notify/",
+	    "im/a/notify/x/y",
+	    "im/a/notify/x y",
+	    "im/a b/chat",
+	    "im/a+b/chat",
+	    "im/+/inbox",
+	    "im/#",
+	    "im/a/chat/x",
+	    "im/a/chat/",
+	    "im/a/Chat",
+	    "im/a/inbox/x",
+	    "im/a/presence/",
+	    "im/a/unknown",
+	    "im/a//chat",
 	};
 	size_t i;
 
@@ -210,16 +213,16 @@ static void test_topic_malformed(void)
 static void test_topic_outside_pigeon(void)
 {
 	static const char *const other[] = {
-		"",
-		"im",
-		"IM/a/chat",
-		"/im/a/chat",
-		"chat",
-		"$SYS/broker/uptime",
-		"$CONTROL/pigeon/v2",
-		"$CONTROL/pigeon/v1/x",
-		"$CONTROL/dynamic-security/v1",
-		"a/im/b/chat",
+	    "",
+	    "im",
+	    "IM/a/chat",
+	    "/im/a/chat",
+	    "chat",
+	    "$SYS/broker/uptime",
+	    "$CONTROL/pigeon/v2",
+	    "$CONTROL/pigeon/v1/x",
+	    "$CONTROL/dynamic-security/v1",
+	    "a/im/b/chat",
 	};
 	size_t i;
 

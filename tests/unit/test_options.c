@@ -33,20 +33,20 @@ static void test_uint_refusals(void)
 		uint64_t min, max;
 		const char *err;
 	} cases[] = {
-		{"11", 0, 10, "'11' is not a whole number from 0 to 10"},
-		{"0", 1, 10, "'0' is not a whole number from 1 to 10"},
-		{"", 0, 10, "'' is not a whole number"},
-		{"-1", 0, 10, "'-1' is not a whole number"},
-		{"+1", 0, 10, "'+1' is not a whole number"},
-		{" 1", 0, 10, "' 1' is not a whole number"},
-		{"1 ", 0, 10, "'1 ' is not a whole number from 0 to 10"},
-		{"1x", 0, 10, "is not a whole number"},
-		{"0x10", 0, 100, "is not a whole number"},
-		{"1.5", 0, 10, "is not a whole number"},
-		{"1e3", 0, 10000, "is not a whole number"},
-		{"ten", 0, 10, "'ten' is not a whole number"},
-		{"18446744073709551616", 0, UINT64_MAX, "is not a whole number"},
-		{"99999999999999999999999", 0, UINT64_MAX, "is not a whole number"},
+	    {"11", 0, 10, "'11' is not a whole number from 0 to 10"},
+	    {"0", 1, 10, "'0' is not a whole number from 1 to 10"},
+	    {"", 0, 10, "'' is not a whole number"},
+	    {"-1", 0, 10, "'-1' is not a whole number"},
+	    {"+1", 0, 10, "'+1' is not a whole number"},
+	    {" 1", 0, 10, "' 1' is not a whole number"},
+	    {"1 ", 0, 10, "'1 ' is not a whole number from 0 to 10"},
+	    {"1x", 0, 10, "is not a whole number"},
+	    {"0x10", 0, 100, "is not a whole number"},
+	    {"1.5", 0, 10, "is not a whole number"},
+	    {"1e3", 0, 10000, "is not a whole number"},
+	    {"ten", 0, 10, "'ten' is not a whole number"},
+	    {"18446744073709551616", 0, UINT64_MAX, "is not a whole number"},
+	    {"99999999999999999999999", 0, UINT64_MAX, "is not a whole number"},
 	};
 	size_t i;
 
@@ -55,7 +55,7 @@ static void test_uint_refusals(void)
 		uint64_t v = 4242;
 
 		CHECK_EQ(pg_opt_uint(cases[i].s, cases[i].min, cases[i].max, &v, err, sizeof(err)),
-			 -1);
+		         -1);
 		CHECK_CONTAINS(err, cases[i].err);
 		CHECK_EQ(v, 4242);
 	}
@@ -72,8 +72,8 @@ static void test_bool_words(void)
 {
 	static const char *const yes[] = {"true", "TRUE", "True", "yes", "Yes", "on", "ON", "1"};
 	static const char *const no[] = {"false", "FALSE", "no", "NO", "off", "Off", "0"};
-	static const char *const bad[] = {"", "2", "tru", "y", "n", "enable", " true", "true ",
-					  "01"};
+	static const char *const bad[] = {"",       "2",     "tru",   "y", "n",
+	                                  "enable", " true", "true ", "01"};
 	char err[200];
 	size_t i;
 
@@ -134,19 +134,19 @@ static void test_rate_refusals(void)
 	static const struct {
 		const char *s, *err;
 	} cases[] = {
-		{"", "'' is not a whole number"},
-		{"a", "'a' is not a whole number"},
-		{"-1", "'-1' is not a whole number"},
-		{"5/", "'' is not a whole number"},
-		{"/5", "'' is not a whole number"},
-		{"5/0", "'0' is not a whole number from 1 to 86400"},
-		{"5/86401", "'86401' is not a whole number from 1 to 86400"},
-		{"5/60/2", "'60/2' is not a whole number"},
-		{"5 / 60", "is not a whole number"},
-		{"5/x", "'x' is not a whole number"},
-		{"1000000001", "'1000000001' is not a whole number from 0 to 1000000000"},
-		{"1111111111111111111111111111111111111111111111111111111111111111111111",
-		 "expected a rate N or N/SECONDS"},
+	    {"", "'' is not a whole number"},
+	    {"a", "'a' is not a whole number"},
+	    {"-1", "'-1' is not a whole number"},
+	    {"5/", "'' is not a whole number"},
+	    {"/5", "'' is not a whole number"},
+	    {"5/0", "'0' is not a whole number from 1 to 86400"},
+	    {"5/86401", "'86401' is not a whole number from 1 to 86400"},
+	    {"5/60/2", "'60/2' is not a whole number"},
+	    {"5 / 60", "is not a whole number"},
+	    {"5/x", "'x' is not a whole number"},
+	    {"1000000001", "'1000000001' is not a whole number from 0 to 1000000000"},
+	    {"1111111111111111111111111111111111111111111111111111111111111111111111",
+	     "expected a rate N or N/SECONDS"},
 	};
 	size_t i;
 
@@ -275,7 +275,7 @@ int main(void)
 	int rc;
 
 	snprintf(tmpdir, sizeof(tmpdir), "%s/pigeon-test-options-XXXXXX",
-		 base && base[0] ? base : "/tmp");
+	         base && base[0] ? base : "/tmp");
 	if (mkdtemp(tmpdir) == NULL) {
 		perror("mkdtemp");
 		return 1;

@@ -18,17 +18,17 @@ static struct pg_revoked *parse(const char *text, char *err, size_t errlen)
 static void test_parse_good_file(void)
 {
 	static const char text[] = "# pigeon revocation list\n"
-				   "\n"
-				   "jti 6f1c0b7e-1\n"
-				   "   jti\ttok/2+x   \n"
-				   "   # an indented comment\n"
-				   "sub alice 1700000000\n"
-				   "sub bob 100\r\n"
-				   "\t\n"
-				   "\tsub carol 0\n"
-				   "jti 6f1c0b7e-1\n"
-				   "sub alice 1600000000\n"
-				   "jti last-line-without-newline";
+	                           "\n"
+	                           "jti 6f1c0b7e-1\n"
+	                           "   jti\ttok/2+x   \n"
+	                           "   # an indented comment\n"
+	                           "sub alice 1700000000\n"
+	                           "sub bob 100\r\n"
+	                           "\t\n"
+	                           "\tsub carol 0\n"
+	                           "jti 6f1c0b7e-1\n"
+	                           "sub alice 1600000000\n"
+	                           "jti last-line-without-newline";
 	char err[200];
 	struct pg_revoked *list = parse(text, err, sizeof(err));
 
@@ -43,7 +43,7 @@ static void test_parse_good_file(void)
 	CHECK_STR(pg_revoked_check(list, "6f1c0b7e-1", "dave", 1, 1), "token revoked (jti)");
 	CHECK_STR(pg_revoked_check(list, "tok/2+x", "dave", 0, 0), "token revoked (jti)");
 	CHECK_STR(pg_revoked_check(list, "last-line-without-newline", "dave", 0, 0),
-		  "token revoked (jti)");
+	          "token revoked (jti)");
 	CHECK_STR(pg_revoked_check(list, "6f1c0b7e", "dave", 1, 1), NULL);
 	CHECK_STR(pg_revoked_check(list, "6f1c0b7e-10", "dave", 1, 1), NULL);
 	CHECK_STR(pg_revoked_check(list, "#", "dave", 1, 1), NULL);
@@ -53,9 +53,9 @@ static void test_parse_good_file(void)
 static void test_check_by_sub_and_iat(void)
 {
 	static const char text[] = "sub alice 1700000000\n"
-				   "sub alice 1600000000\n" /* the later time is kept */
-				   "sub bob 100\n"
-				   "sub carol 0\n";
+	                           "sub alice 1600000000\n" /* the later time is kept */
+	                           "sub bob 100\n"
+	                           "sub carol 0\n";
 	char err[200];
 	struct pg_revoked *list = parse(text, err, sizeof(err));
 	const char *why;
@@ -118,20 +118,20 @@ static void test_bad_lines_refused_with_line_number(void)
 	static const struct {
 		const char *line, *err;
 	} cases[] = {
-		{"jti", "expected 'jti <id>'"},
-		{"jti a b", "expected 'jti <id>'"},
-		{"sub", "expected 'sub <uid> <unix-seconds>'"},
-		{"sub alice", "expected 'sub <uid> <unix-seconds>'"},
-		{"sub alice 5 6", "expected 'sub <uid> <unix-seconds>'"},
-		{"sub a:b 5", "expected 'sub <uid> <unix-seconds>'"},
-		{"sub alice x", "'x' is not a time in Unix seconds"},
-		{"sub alice 12x", "'12x' is not a time"},
-		{"sub alice -5", "'-5' is not a time"},
-		{"sub alice 1.5", "'1.5' is not a time"},
-		{"sub alice 99999999999999999999999", "is not a time"},
-		{"deny alice", "unknown entry 'deny' (expected jti or sub)"},
-		{"JTI abc", "unknown entry 'JTI'"},
-		{"jti abc # trailing comment", "expected 'jti <id>'"},
+	    {"jti", "expected 'jti <id>'"},
+	    {"jti a b", "expected 'jti <id>'"},
+	    {"sub", "expected 'sub <uid> <unix-seconds>'"},
+	    {"sub alice", "expected 'sub <uid> <unix-seconds>'"},
+	    {"sub alice 5 6", "expected 'sub <uid> <unix-seconds>'"},
+	    {"sub a:b 5", "expected 'sub <uid> <unix-seconds>'"},
+	    {"sub alice x", "'x' is not a time in Unix seconds"},
+	    {"sub alice 12x", "'12x' is not a time"},
+	    {"sub alice -5", "'-5' is not a time"},
+	    {"sub alice 1.5", "'1.5' is not a time"},
+	    {"sub alice 99999999999999999999999", "is not a time"},
+	    {"deny alice", "unknown entry 'deny' (expected jti or sub)"},
+	    {"JTI abc", "unknown entry 'JTI'"},
+	    {"jti abc # trailing comment", "expected 'jti <id>'"},
 	};
 	char text[512], err[200], longjti[PG_JTI_MAX + 2];
 	struct pg_revoked *list;

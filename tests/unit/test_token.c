@@ -56,7 +56,7 @@ static char *b64e(const char *text)
 	char *out = malloc(PG_B64URL_ENCODED_MAX(len));
 
 	if (out == NULL || pg_b64url_encode((const unsigned char *)text, len, out,
-					    PG_B64URL_ENCODED_MAX(len)) < 0) {
+	                                    PG_B64URL_ENCODED_MAX(len)) < 0) {
 		abort();
 	}
 	return out;
@@ -73,7 +73,7 @@ static char *pem_of(EVP_PKEY *pkey, int private_key)
 		abort();
 	}
 	ok = private_key ? PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL)
-			 : PEM_write_bio_PUBKEY(bio, pkey);
+	                 : PEM_write_bio_PUBKEY(bio, pkey);
 	len = BIO_get_mem_data(bio, &data);
 	if (ok != 1 || len <= 0 || (pem = malloc((size_t)len + 1)) == NULL) {
 		abort();
@@ -94,10 +94,11 @@ static EVP_PKEY *pubkey_from_raw(const char *name, const unsigned char *pub, siz
 	int n = 0;
 
 	if (strcmp(name, "EC") == 0) {
-		params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
+		params[n++] =
+		    OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
 	}
-	params[n++] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pub,
-							publen);
+	params[n++] =
+	    OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pub, publen);
 	params[n] = OSSL_PARAM_construct_end();
 	if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
 	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
@@ -208,16 +209,15 @@ static char *craft(const char *hdr, const char *payload, const struct pg_signkey
 	return tok;
 }
 
-static enum pg_token_status verify_at(const struct pg_keyring *kr, unsigned algs,
-				      const char *tok, int64_t now, struct pg_claims *claims,
-				      const char **detail)
+static enum pg_token_status verify_at(const struct pg_keyring *kr, unsigned algs, const char *tok,
+                                      int64_t now, struct pg_claims *claims, const char **detail)
 {
 	struct pg_token_policy policy = {algs, SKEW};
 	struct pg_claims dummy;
 
 	*detail = NULL;
 	return pg_token_verify(kr, &policy, tok, tok ? strlen(tok) : 0, now,
-			       claims ? claims : &dummy, detail);
+	                       claims ? claims : &dummy, detail);
 }
 
 /* Verifies tok against kr_all (all algs accepted) at NOW. */
@@ -260,7 +260,8 @@ static uint32_t rng(void)
 /* The RFC 7515 examples' payload, a JWT claims set without sub. */
 #define RFC7515_HDR_A1 "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9"
 #define RFC7515_PAYLOAD                                                                            \
-	"eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0c" \
+	"eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0" \
+	"c"                                                                                        \
 	"nVlfQ"
 
 /* Splits a compact JWS; checks pg_jws_verify with kr and alg over it. */
@@ -285,10 +286,11 @@ static void check_rfc_signature(const struct pg_keyring *kr, unsigned alg, const
 
 static void test_rfc7515_a1_hs256(void)
 {
-	static const char k[] = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4"
-				"hcgUuTwjAzZr1Z9CAow";
-	static const char jws[] = RFC7515_HDR_A1 "." RFC7515_PAYLOAD
-						 ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+	static const char k[] =
+	    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4"
+	    "hcgUuTwjAzZr1Z9CAow";
+	static const char jws[] =
+	    RFC7515_HDR_A1 "." RFC7515_PAYLOAD ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 	unsigned char key[66], sig[PG_JWS_SIG_MAX];
 	char sigtext[PG_B64URL_ENCODED_MAX(PG_JWS_SIG_MAX)];
 	size_t keylen = b64d(k, key, sizeof(key)), siglen = 0;
@@ -305,7 +307,7 @@ static void test_rfc7515_a1_hs256(void)
 	CHECK(sk != NULL);
 	CHECK_EQ(pg_signkey_alg(sk), PG_ALG_HS256);
 	CHECK_EQ(pg_jws_sign(sk, (const unsigned char *)jws, strrchr(jws, '.') - jws, sig, &siglen),
-		 0);
+	         0);
 	CHECK_EQ(siglen, 32);
 	CHECK(pg_b64url_encode(sig, siglen, sigtext, sizeof(sigtext)) == 43);
 	CHECK_STR(sigtext, strrchr(jws, '.') + 1);
@@ -320,10 +322,10 @@ static void test_rfc7515_a1_hs256(void)
 static void test_rfc7515_a3_es256(void)
 {
 	static const char jws[] = "eyJhbGciOiJFUzI1NiJ9." RFC7515_PAYLOAD
-				  ".DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISl"
-				  "SApmWQxfKTUJqPP3-Kg6NU1Q";
+	                          ".DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISl"
+	                          "SApmWQxfKTUJqPP3-Kg6NU1Q";
 	char *pem = es256_pub_pem_from_jwk("f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-					   "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0");
+	                                   "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0");
 	struct pg_keyring *kr = keyring_of(pem);
 	const char *detail;
 
@@ -334,11 +336,11 @@ static void test_rfc7515_a3_es256(void)
 		unsigned char sig[PG_B64URL_DECODED_MAX(86)];
 		b64d(strrchr(jws, '.') + 1, sig, sizeof(sig));
 		CHECK_EQ(pg_jws_verify(kr, PG_ALG_EDDSA, (const unsigned char *)jws,
-				       (size_t)(strrchr(jws, '.') - jws), sig, 64),
-			 -2);
+		                       (size_t)(strrchr(jws, '.') - jws), sig, 64),
+		         -2);
 		CHECK_EQ(pg_jws_verify(kr, PG_ALG_HS256, (const unsigned char *)jws,
-				       (size_t)(strrchr(jws, '.') - jws), sig, 32),
-			 -2);
+		                       (size_t)(strrchr(jws, '.') - jws), sig, 32),
+		         -2);
 	}
 	CHECK_EQ(verify_at(kr, PG_ALG_ES256, jws, NOW, NULL, &detail), PG_TOKEN_BAD_CLAIMS);
 	CHECK_STR(detail, "sub claim missing");
@@ -351,8 +353,8 @@ static void test_rfc7515_a3_es256(void)
 static void test_rfc8037_a4_eddsa(void)
 {
 	static const char jws[] = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc"
-				  ".hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5"
-				  "BhVsPt9g7sVvpAr_MuM0KAg";
+	                          ".hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5"
+	                          "BhVsPt9g7sVvpAr_MuM0KAg";
 	/* RFC 8037 A.1: the private key "d" whose public key is A.4's "x". */
 	static const char d[] = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
 	static const char x[] = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
@@ -379,7 +381,7 @@ static void test_rfc8037_a4_eddsa(void)
 	sk = signkey_of(pkey);
 	CHECK_EQ(pg_signkey_alg(sk), PG_ALG_EDDSA);
 	CHECK_EQ(pg_jws_sign(sk, (const unsigned char *)jws, strrchr(jws, '.') - jws, sig, &siglen),
-		 0);
+	         0);
 	CHECK_EQ(siglen, 64);
 	CHECK(pg_b64url_encode(sig, siglen, sigtext, sizeof(sigtext)) == 86);
 	CHECK_STR(sigtext, strrchr(jws, '.') + 1);
@@ -461,13 +463,13 @@ static void round_trip_all_claims(const struct pg_signkey *key, unsigned alg)
 	/* Only this algorithm's policy bit is needed. */
 	CHECK_EQ(verify_at(kr_all, alg, tok, NOW, &out, &detail), PG_TOKEN_OK);
 	CHECK_EQ(verify_at(kr_all, PG_ALG_ALL & ~alg, tok, NOW, &out, &detail),
-		 PG_TOKEN_ALG_REFUSED);
+	         PG_TOKEN_ALG_REFUSED);
 	CHECK_STR(detail, "alg is not among the configured jwt_algs");
 	/* detail may be NULL. */
 	{
 		struct pg_token_policy policy = {PG_ALG_ALL, SKEW};
 		CHECK_EQ(pg_token_verify(kr_all, &policy, tok, strlen(tok), NOW, &out, NULL),
-			 PG_TOKEN_OK);
+		         PG_TOKEN_OK);
 	}
 	free(tok);
 }
@@ -605,7 +607,7 @@ static void test_tampered_header_payload_signature_refused(void)
 
 		/* Header: same alg, one more member. */
 		snprintf(alg_hdr, sizeof(alg_hdr), "{\"alg\":\"%s\",\"kid\":\"x\"}",
-			 pg_alg_name(pg_signkey_alg(keys[i])));
+		         pg_alg_name(pg_signkey_alg(keys[i])));
 		hdr = b64e(alg_hdr);
 		snprintf(buf, sizeof(buf), "%s%s", hdr, dot1);
 		EXPECT_REFUSED(buf, PG_TOKEN_BAD_SIGNATURE, "signature does not verify");
@@ -629,7 +631,8 @@ static void test_tampered_header_payload_signature_refused(void)
 			strcpy(c.sub, "mallory");
 			c.exp = NOW + 600;
 			tok2 = pg_token_mint(keys[i], &c);
-			snprintf(buf, sizeof(buf), "%.*s%s", (int)(dot2 - tok), tok, strrchr(tok2, '.'));
+			snprintf(buf, sizeof(buf), "%.*s%s", (int)(dot2 - tok), tok,
+			         strrchr(tok2, '.'));
 			EXPECT_REFUSED(buf, PG_TOKEN_BAD_SIGNATURE, "signature does not verify");
 			free(tok2);
 		}
@@ -642,7 +645,7 @@ static void test_tampered_header_payload_signature_refused(void)
 static void test_every_single_character_change_refused(void)
 {
 	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
 	struct pg_signkey *keys[] = {hs_sign, es_sign, ed_sign};
 	size_t i, pos, len;
 
@@ -663,7 +666,7 @@ static void test_every_single_character_change_refused(void)
 				copy[pos] = c;
 				if (verify(copy, &detail) == PG_TOKEN_OK) {
 					fprintf(stderr, "accepted with [%zu] = '%c': %s\n", pos, c,
-						copy);
+					        copy);
 					accepted++;
 				}
 				copy[pos] = tok[pos];
@@ -673,8 +676,8 @@ static void test_every_single_character_change_refused(void)
 				const char *detail;
 				struct pg_token_policy policy = {PG_ALG_ALL, SKEW};
 				struct pg_claims cl;
-				CHECK(pg_token_verify(kr_all, &policy, tok, pos, NOW, &cl, &detail) !=
-				      PG_TOKEN_OK);
+				CHECK(pg_token_verify(kr_all, &policy, tok, pos, NOW, &cl,
+				                      &detail) != PG_TOKEN_OK);
 			}
 		}
 		CHECK_EQ(accepted, 0);
@@ -713,13 +716,14 @@ static void test_alg_none_refused(void)
 static void test_unknown_alg_refused(void)
 {
 	static const char *const algs[] = {
-		"{\"alg\":\"RS256\"}", "{\"alg\":\"HS512\"}", "{\"alg\":\"hs256\"}",
-		"{\"alg\":\"\"}",      "{\"alg\":\"ES256K\"}", "{\"alg\":\"Ed25519\"}",
+	    "{\"alg\":\"RS256\"}", "{\"alg\":\"HS512\"}",  "{\"alg\":\"hs256\"}",
+	    "{\"alg\":\"\"}",      "{\"alg\":\"ES256K\"}", "{\"alg\":\"Ed25519\"}",
 	};
 	size_t i;
 
 	for (i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
-		EXPECT_CRAFTED(algs[i], CLAIMS_OK, PG_TOKEN_ALG_REFUSED, "alg is not one pigeon knows");
+		EXPECT_CRAFTED(algs[i], CLAIMS_OK, PG_TOKEN_ALG_REFUSED,
+		               "alg is not one pigeon knows");
 	}
 	/* Missing or non-string alg: the header is not a JWS header. */
 	EXPECT_CRAFTED("{\"typ\":\"JWT\"}", CLAIMS_OK, PG_TOKEN_MALFORMED, "header has no alg");
@@ -734,7 +738,7 @@ static void test_alg_not_configured_refused(void)
 	const char *detail;
 
 	CHECK_EQ(verify_at(kr_all, PG_ALG_HS256 | PG_ALG_ES256, tok, NOW, NULL, &detail),
-		 PG_TOKEN_ALG_REFUSED);
+	         PG_TOKEN_ALG_REFUSED);
 	CHECK_STR(detail, "alg is not among the configured jwt_algs");
 	/* Configured, but the keyring has no key for it. */
 	CHECK_EQ(verify_at(kr_es, PG_ALG_ALL, tok, NOW, NULL, &detail), PG_TOKEN_ALG_REFUSED);
@@ -750,7 +754,7 @@ static void test_hs256_keyed_with_es256_public_key_refused(void)
 	 * by the token's alg would accept it.
 	 */
 	struct pg_signkey *forger =
-		pg_signkey_from_secret((const unsigned char *)es_pub_pem, strlen(es_pub_pem));
+	    pg_signkey_from_secret((const unsigned char *)es_pub_pem, strlen(es_pub_pem));
 	char *tok = good_token(forger);
 	unsigned char sig[64];
 	const char *detail;
@@ -803,7 +807,7 @@ static void test_signature_from_another_key_type_refused(void)
 static void test_crit_header_refused(void)
 {
 	EXPECT_CRAFTED("{\"alg\":\"HS256\",\"crit\":[\"exp\"],\"exp\":1}", CLAIMS_OK,
-		       PG_TOKEN_MALFORMED, "crit");
+	               PG_TOKEN_MALFORMED, "crit");
 	EXPECT_CRAFTED("{\"alg\":\"HS256\",\"crit\":[]}", CLAIMS_OK, PG_TOKEN_MALFORMED, "crit");
 }
 
@@ -814,34 +818,34 @@ static void test_time_claims_and_skew(void)
 		enum pg_token_status status;
 		const char *detail;
 	} cases[] = {
-		/* exp: refused beyond the skew, accepted within it. */
-		{"{\"sub\":\"a\",\"exp\":1699999969}", PG_TOKEN_EXPIRED, "expired"},
-		{"{\"sub\":\"a\",\"exp\":1699999970}", PG_TOKEN_OK, "ok"},
-		{"{\"sub\":\"a\",\"exp\":1699999999}", PG_TOKEN_OK, "ok"},
-		{"{\"sub\":\"a\",\"exp\":1000}", PG_TOKEN_EXPIRED, "exp is in the past"},
-		/* nbf */
-		{"{\"sub\":\"a\",\"exp\":1700009999,\"nbf\":1700000031}", PG_TOKEN_NOT_YET_VALID,
-		 "nbf is in the future"},
-		{"{\"sub\":\"a\",\"exp\":1700009999,\"nbf\":1700000030}", PG_TOKEN_OK, "ok"},
-		{"{\"sub\":\"a\",\"exp\":1700009999,\"nbf\":0}", PG_TOKEN_OK, "ok"},
-		/* iat */
-		{"{\"sub\":\"a\",\"exp\":1700009999,\"iat\":1700000031}", PG_TOKEN_NOT_YET_VALID,
-		 "iat"},
-		{"{\"sub\":\"a\",\"exp\":1700009999,\"iat\":1700000030}", PG_TOKEN_OK, "ok"},
-		/* Fractions are allowed (NumericDate), and rounded down. */
-		{"{\"sub\":\"a\",\"exp\":1699999969.9}", PG_TOKEN_EXPIRED, "expired"},
-		{"{\"sub\":\"a\",\"exp\":1699999970.5}", PG_TOKEN_OK, "ok"},
-		/* Not NumericDates. */
-		{"{\"sub\":\"a\",\"exp\":\"1700009999\"}", PG_TOKEN_BAD_CLAIMS,
-		 "exp is not a NumericDate"},
-		{"{\"sub\":\"a\",\"exp\":-1}", PG_TOKEN_BAD_CLAIMS, "exp is not a NumericDate"},
-		{"{\"sub\":\"a\",\"exp\":1e300}", PG_TOKEN_BAD_CLAIMS, "exp is not a NumericDate"},
-		{"{\"sub\":\"a\",\"exp\":null}", PG_TOKEN_BAD_CLAIMS, "exp is not a NumericDate"},
-		{"{\"sub\":\"a\",\"exp\":1700009999,\"nbf\":\"x\"}", PG_TOKEN_BAD_CLAIMS,
-		 "nbf is not a NumericDate"},
-		{"{\"sub\":\"a\",\"exp\":1700009999,\"iat\":true}", PG_TOKEN_BAD_CLAIMS,
-		 "iat is not a NumericDate"},
-		{"{\"sub\":\"a\"}", PG_TOKEN_BAD_CLAIMS, "exp claim missing"},
+	    /* exp: refused beyond the skew, accepted within it. */
+	    {"{\"sub\":\"a\",\"exp\":1699999969}", PG_TOKEN_EXPIRED, "expired"},
+	    {"{\"sub\":\"a\",\"exp\":1699999970}", PG_TOKEN_OK, "ok"},
+	    {"{\"sub\":\"a\",\"exp\":1699999999}", PG_TOKEN_OK, "ok"},
+	    {"{\"sub\":\"a\",\"exp\":1000}", PG_TOKEN_EXPIRED, "exp is in the past"},
+	    /* nbf */
+	    {"{\"sub\":\"a\",\"exp\":1700009999,\"nbf\":1700000031}", PG_TOKEN_NOT_YET_VALID,
+	     "nbf is in the future"},
+	    {"{\"sub\":\"a\",\"exp\":1700009999,\"nbf\":1700000030}", PG_TOKEN_OK, "ok"},
+	    {"{\"sub\":\"a\",\"exp\":1700009999,\"nbf\":0}", PG_TOKEN_OK, "ok"},
+	    /* iat */
+	    {"{\"sub\":\"a\",\"exp\":1700009999,\"iat\":1700000031}", PG_TOKEN_NOT_YET_VALID,
+	     "iat"},
+	    {"{\"sub\":\"a\",\"exp\":1700009999,\"iat\":1700000030}", PG_TOKEN_OK, "ok"},
+	    /* Fractions are allowed (NumericDate), and rounded down. */
+	    {"{\"sub\":\"a\",\"exp\":1699999969.9}", PG_TOKEN_EXPIRED, "expired"},
+	    {"{\"sub\":\"a\",\"exp\":1699999970.5}", PG_TOKEN_OK, "ok"},
+	    /* Not NumericDates. */
+	    {"{\"sub\":\"a\",\"exp\":\"1700009999\"}", PG_TOKEN_BAD_CLAIMS,
+	     "exp is not a NumericDate"},
+	    {"{\"sub\":\"a\",\"exp\":-1}", PG_TOKEN_BAD_CLAIMS, "exp is not a NumericDate"},
+	    {"{\"sub\":\"a\",\"exp\":1e300}", PG_TOKEN_BAD_CLAIMS, "exp is not a NumericDate"},
+	    {"{\"sub\":\"a\",\"exp\":null}", PG_TOKEN_BAD_CLAIMS, "exp is not a NumericDate"},
+	    {"{\"sub\":\"a\",\"exp\":1700009999,\"nbf\":\"x\"}", PG_TOKEN_BAD_CLAIMS,
+	     "nbf is not a NumericDate"},
+	    {"{\"sub\":\"a\",\"exp\":1700009999,\"iat\":true}", PG_TOKEN_BAD_CLAIMS,
+	     "iat is not a NumericDate"},
+	    {"{\"sub\":\"a\"}", PG_TOKEN_BAD_CLAIMS, "exp claim missing"},
 	};
 	size_t i;
 
@@ -852,7 +856,7 @@ static void test_time_claims_and_skew(void)
 
 		if (st != cases[i].status) {
 			fprintf(stderr, "claims %s: %s (%s)\n", cases[i].claims,
-				pg_token_status_name(st), detail);
+			        pg_token_status_name(st), detail);
 		}
 		CHECK_EQ(st, cases[i].status);
 		CHECK_CONTAINS(detail, cases[i].detail);
@@ -868,9 +872,9 @@ static void test_skew_is_the_policys(void)
 	const char *detail;
 
 	CHECK_EQ(pg_token_verify(kr_all, &strict, tok, strlen(tok), NOW, &c, &detail),
-		 PG_TOKEN_NOT_YET_VALID);
+	         PG_TOKEN_NOT_YET_VALID);
 	CHECK_EQ(pg_token_verify(kr_all, &strict, tok, strlen(tok), NOW + 1, &c, &detail),
-		 PG_TOKEN_EXPIRED);
+	         PG_TOKEN_EXPIRED);
 	CHECK_EQ(verify(tok, &detail), PG_TOKEN_OK);
 	free(tok);
 }
@@ -880,27 +884,27 @@ static void test_bad_claims_refused(void)
 	static const struct {
 		const char *claims, *detail;
 	} cases[] = {
-		{"{\"exp\":1700003600}", "sub claim missing"},
-		{"{\"Sub\":\"alice\",\"exp\":1700003600}", "sub claim missing"},
-		{"{\"sub\":\"a b\",\"exp\":1700003600}", "sub is not a valid uid"},
-		{"{\"sub\":\"\",\"exp\":1700003600}", "sub is not a valid uid"},
-		{"{\"sub\":\"alice/inbox\",\"exp\":1700003600}", "sub is not a valid uid"},
-		{"{\"sub\":\"+\",\"exp\":1700003600}", "sub is not a valid uid"},
-		{"{\"sub\":5,\"exp\":1700003600}", "sub is not a valid uid"},
-		{"{\"sub\":null,\"exp\":1700003600}", "sub is not a valid uid"},
-		{"{\"sub\":[\"alice\"],\"exp\":1700003600}", "sub is not a valid uid"},
-		{"{\"sub\":\"sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss\","
-		 "\"exp\":1700003600}",
-		 "sub is not a valid uid"},
-		{"{\"sub\":\"alice\",\"dev\":\"a:b\",\"exp\":1700003600}", "dev is not a valid device"},
-		{"{\"sub\":\"alice\",\"dev\":\"\",\"exp\":1700003600}", "dev is not a valid device"},
-		{"{\"sub\":\"alice\",\"dev\":7,\"exp\":1700003600}", "dev is not a valid device"},
-		{"{\"sub\":\"alice\",\"role\":\"admin\",\"exp\":1700003600}", "role is neither"},
-		{"{\"sub\":\"alice\",\"role\":\"Service\",\"exp\":1700003600}", "role is neither"},
-		{"{\"sub\":\"alice\",\"role\":1,\"exp\":1700003600}", "role is neither"},
-		{"{\"sub\":\"alice\",\"role\":\"\",\"exp\":1700003600}", "role is neither"},
-		{"{\"sub\":\"alice\",\"jti\":\"\",\"exp\":1700003600}", "jti is not a string"},
-		{"{\"sub\":\"alice\",\"jti\":42,\"exp\":1700003600}", "jti is not a string"},
+	    {"{\"exp\":1700003600}", "sub claim missing"},
+	    {"{\"Sub\":\"alice\",\"exp\":1700003600}", "sub claim missing"},
+	    {"{\"sub\":\"a b\",\"exp\":1700003600}", "sub is not a valid uid"},
+	    {"{\"sub\":\"\",\"exp\":1700003600}", "sub is not a valid uid"},
+	    {"{\"sub\":\"alice/inbox\",\"exp\":1700003600}", "sub is not a valid uid"},
+	    {"{\"sub\":\"+\",\"exp\":1700003600}", "sub is not a valid uid"},
+	    {"{\"sub\":5,\"exp\":1700003600}", "sub is not a valid uid"},
+	    {"{\"sub\":null,\"exp\":1700003600}", "sub is not a valid uid"},
+	    {"{\"sub\":[\"alice\"],\"exp\":1700003600}", "sub is not a valid uid"},
+	    {"{\"sub\":\"sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss\","
+	     "\"exp\":1700003600}",
+	     "sub is not a valid uid"},
+	    {"{\"sub\":\"alice\",\"dev\":\"a:b\",\"exp\":1700003600}", "dev is not a valid device"},
+	    {"{\"sub\":\"alice\",\"dev\":\"\",\"exp\":1700003600}", "dev is not a valid device"},
+	    {"{\"sub\":\"alice\",\"dev\":7,\"exp\":1700003600}", "dev is not a valid device"},
+	    {"{\"sub\":\"alice\",\"role\":\"admin\",\"exp\":1700003600}", "role is neither"},
+	    {"{\"sub\":\"alice\",\"role\":\"Service\",\"exp\":1700003600}", "role is neither"},
+	    {"{\"sub\":\"alice\",\"role\":1,\"exp\":1700003600}", "role is neither"},
+	    {"{\"sub\":\"alice\",\"role\":\"\",\"exp\":1700003600}", "role is neither"},
+	    {"{\"sub\":\"alice\",\"jti\":\"\",\"exp\":1700003600}", "jti is not a string"},
+	    {"{\"sub\":\"alice\",\"jti\":42,\"exp\":1700003600}", "jti is not a string"},
 	};
 	char jti_claims[512], jti[PG_JTI_MAX + 2];
 	size_t i;
@@ -911,17 +915,17 @@ static void test_bad_claims_refused(void)
 	/* jti: 128 characters is the most. */
 	memset(jti, 'j', PG_JTI_MAX + 1);
 	jti[PG_JTI_MAX + 1] = '\0';
-	snprintf(jti_claims, sizeof(jti_claims), "{\"sub\":\"a\",\"jti\":\"%s\",\"exp\":1700003600}",
-		 jti);
+	snprintf(jti_claims, sizeof(jti_claims),
+	         "{\"sub\":\"a\",\"jti\":\"%s\",\"exp\":1700003600}", jti);
 	EXPECT_CRAFTED(HS_HDR, jti_claims, PG_TOKEN_BAD_CLAIMS, "jti is not a string of 1-128");
 	jti[PG_JTI_MAX] = '\0';
-	snprintf(jti_claims, sizeof(jti_claims), "{\"sub\":\"a\",\"jti\":\"%s\",\"exp\":1700003600}",
-		 jti);
+	snprintf(jti_claims, sizeof(jti_claims),
+	         "{\"sub\":\"a\",\"jti\":\"%s\",\"exp\":1700003600}", jti);
 	EXPECT_CRAFTED(HS_HDR, jti_claims, PG_TOKEN_OK, "ok");
 	/* role "user" may be spelt out. */
 	{
-		char *tok = craft(HS_HDR, "{\"sub\":\"a\",\"role\":\"user\",\"exp\":1700003600}",
-				  hs_sign);
+		char *tok =
+		    craft(HS_HDR, "{\"sub\":\"a\",\"role\":\"user\",\"exp\":1700003600}", hs_sign);
 		struct pg_claims c;
 		const char *detail;
 		CHECK_EQ(verify_at(kr_all, PG_ALG_ALL, tok, NOW, &c, &detail), PG_TOKEN_OK);
@@ -937,15 +941,15 @@ static void test_non_json_parts_refused(void)
 	/* Header */
 	EXPECT_CRAFTED("not json", CLAIMS_OK, PG_TOKEN_MALFORMED, "header is not base64url JSON");
 	EXPECT_CRAFTED("[\"alg\",\"HS256\"]", CLAIMS_OK, PG_TOKEN_MALFORMED,
-		       "header is not base64url JSON");
+	               "header is not base64url JSON");
 	EXPECT_CRAFTED("\"HS256\"", CLAIMS_OK, PG_TOKEN_MALFORMED, "header is not base64url JSON");
 	EXPECT_CRAFTED("{\"alg\":\"HS256\"", CLAIMS_OK, PG_TOKEN_MALFORMED,
-		       "header is not base64url JSON");
+	               "header is not base64url JSON");
 	EXPECT_CRAFTED("", CLAIMS_OK, PG_TOKEN_MALFORMED, "header is not base64url JSON");
 	/* A JSON object followed by anything but whitespace is not JSON. */
 	EXPECT_CRAFTED(HS_HDR "x", CLAIMS_OK, PG_TOKEN_MALFORMED, "header is not base64url JSON");
 	EXPECT_CRAFTED(HS_HDR "{\"alg\":\"none\"}", CLAIMS_OK, PG_TOKEN_MALFORMED,
-		       "header is not base64url JSON");
+	               "header is not base64url JSON");
 	tok = craft_parts("eyJhbGciOiJIUzI1NiJ9=", "e30", hs_sign);
 	EXPECT_REFUSED(tok, PG_TOKEN_MALFORMED, "header is not base64url JSON");
 	free(tok);
@@ -956,15 +960,16 @@ static void test_non_json_parts_refused(void)
 	/* Payload (correctly signed, so only the claims are wrong) */
 	EXPECT_CRAFTED(HS_HDR, "not json", PG_TOKEN_MALFORMED, "claims are not a base64url JSON");
 	EXPECT_CRAFTED(HS_HDR, "[{\"sub\":\"alice\",\"exp\":1700003600}]", PG_TOKEN_MALFORMED,
-		       "claims are not a base64url JSON object");
+	               "claims are not a base64url JSON object");
 	EXPECT_CRAFTED(HS_HDR, "[]", PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
 	EXPECT_CRAFTED(HS_HDR, "42", PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
-	EXPECT_CRAFTED(HS_HDR, "null", PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
+	EXPECT_CRAFTED(HS_HDR, "null", PG_TOKEN_MALFORMED,
+	               "claims are not a base64url JSON object");
 	EXPECT_CRAFTED(HS_HDR, "", PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
 	EXPECT_CRAFTED(HS_HDR, CLAIMS_OK "x", PG_TOKEN_MALFORMED,
-		       "claims are not a base64url JSON object");
+	               "claims are not a base64url JSON object");
 	EXPECT_CRAFTED(HS_HDR, CLAIMS_OK "{\"sub\":\"bob\"}", PG_TOKEN_MALFORMED,
-		       "claims are not a base64url JSON object");
+	               "claims are not a base64url JSON object");
 	/* Whitespace around the JSON is JSON (RFC 7515's examples have CRLFs). */
 	EXPECT_CRAFTED(" \r\n" HS_HDR "\r\n", " " CLAIMS_OK "\n\t ", PG_TOKEN_OK, "ok");
 	{
@@ -972,7 +977,7 @@ static void test_non_json_parts_refused(void)
 		static const char nul_claims[] = CLAIMS_OK "\0junk";
 		char p64[128];
 		pg_b64url_encode((const unsigned char *)nul_claims, sizeof(nul_claims) - 1, p64,
-				 sizeof(p64));
+		                 sizeof(p64));
 		tok = craft_parts(h, p64, hs_sign);
 		EXPECT_REFUSED(tok, PG_TOKEN_MALFORMED, "claims are not a base64url JSON object");
 		free(tok);
@@ -1024,7 +1029,7 @@ static void test_empty_token_refused(void)
 	CHECK_CONTAINS(detail, "no token");
 	/* A length of 0 wins over the text. */
 	CHECK_EQ(pg_token_verify(kr_all, &policy, "a.b.c", 0, NOW, &c, &detail),
-		 PG_TOKEN_MALFORMED);
+	         PG_TOKEN_MALFORMED);
 	CHECK_CONTAINS(detail, "no token");
 }
 
@@ -1050,8 +1055,7 @@ static void test_one_mebibyte_of_garbage_refused_fast(void)
 		junk[i] = (char)rng();
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	CHECK_EQ(pg_token_verify(kr_all, &policy, junk, len, NOW, &c, &detail),
-		 PG_TOKEN_MALFORMED);
+	CHECK_EQ(pg_token_verify(kr_all, &policy, junk, len, NOW, &c, &detail), PG_TOKEN_MALFORMED);
 	/* Refused on its length, before anything reads it. */
 	CHECK(seconds_since(&t0) < 0.05);
 	CHECK_STR(detail, "token longer than 4096 bytes");
@@ -1069,9 +1073,9 @@ static char *token_of_length(size_t len)
 		snprintf(hdr, sizeof(hdr), "{\"alg\":\"HS256\"%*s}", (int)spaces, "");
 		for (pad = 0; pad < len; pad++) {
 			size_t n = (size_t)snprintf(payload, sizeof(payload),
-						    "{\"sub\":\"alice\",\"exp\":1700003600,"
-						    "\"pad\":\"%*s\"}",
-						    (int)pad, "");
+			                            "{\"sub\":\"alice\",\"exp\":1700003600,"
+			                            "\"pad\":\"%*s\"}",
+			                            (int)pad, "");
 			size_t toklen = (4 * strlen(hdr) + 2) / 3 + 1 + (4 * n + 2) / 3 + 1 + 43;
 			if (toklen == len) {
 				char *tok = craft(hdr, payload, hs_sign);
@@ -1111,7 +1115,7 @@ static void test_size_limit_is_4096_bytes(void)
 static void test_random_garbage_never_accepted(void)
 {
 	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
 	char buf[PG_TOKEN_MAX + 1];
 	int round, ok = 0, bad_detail = 0;
 
@@ -1123,8 +1127,7 @@ static void test_random_garbage_never_accepted(void)
 		enum pg_token_status st;
 
 		for (i = 0; i < len; i++) {
-			buf[i] = round % 2 ? (char)rng()
-					   : alphabet[rng() % (sizeof(alphabet) - 1)];
+			buf[i] = round % 2 ? (char)rng() : alphabet[rng() % (sizeof(alphabet) - 1)];
 		}
 		/* Make most of them three parts. */
 		if (len > 10 && round % 4 == 0) {
@@ -1134,7 +1137,7 @@ static void test_random_garbage_never_accepted(void)
 		st = pg_token_verify(kr_all, &policy, buf, len, NOW, &c, &detail);
 		ok += st == PG_TOKEN_OK;
 		bad_detail += detail == NULL || detail[0] == '\0' ||
-			      strcmp(pg_token_status_name(st), "unknown") == 0;
+		              strcmp(pg_token_status_name(st), "unknown") == 0;
 	}
 	CHECK_EQ(ok, 0);
 	CHECK_EQ(bad_detail, 0);
@@ -1236,9 +1239,9 @@ static void test_keyring_loading(void)
 	CHECK_CONTAINS(err, "no PEM public key found");
 	/* A truncated PEM block. */
 	err[0] = '\0';
-	CHECK_EQ(pg_keyring_add_public_pem(kr, es_pub_pem, strlen(es_pub_pem) / 2, err,
-					   sizeof(err)),
-		 -1);
+	CHECK_EQ(
+	    pg_keyring_add_public_pem(kr, es_pub_pem, strlen(es_pub_pem) / 2, err, sizeof(err)),
+	    -1);
 	CHECK_CONTAINS(err, "no PEM public key found");
 	CHECK_EQ(pg_keyring_algs(kr), 0);
 
@@ -1315,9 +1318,9 @@ static void setup(void)
 	{
 		char err[200];
 		if (pg_keyring_add_public_pem(kr_all, ed_pub_pem, strlen(ed_pub_pem), err,
-					      sizeof(err)) != 1 ||
+		                              sizeof(err)) != 1 ||
 		    pg_keyring_set_secret(kr_all, (const unsigned char *)hs_secret,
-					  strlen(hs_secret)) != 0) {
+		                          strlen(hs_secret)) != 0) {
 			abort();
 		}
 	}
