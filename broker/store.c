@@ -456,6 +456,7 @@ void pg_store_close(struct pg_store *st)
 static uint64_t store_journal(struct pg_store *st, Pigeon__Journal__Record *rec)
 {
 	struct store_item *item;
+	uint64_t lsn;
 	size_t len;
 
 	rec->lsn = st->next_lsn;
@@ -473,8 +474,15 @@ static uint64_t store_journal(struct pg_store *st, Pigeon__Journal__Record *rec)
 		return 0;
 	}
 	st->next_lsn++;
+	lsn = item->lsn;
+	/*
+	 * From here the store thread owns item and may have applied and freed
+	 * it before push returns: return the copy (reading item->lsn after the
+	 * push was a use-after-free that gave pending entries a garbage LSN,
+	 * which then blocked pending_trim() for good).
+	 */
 	store_queue_push(st, item);
-	return item->lsn;
+	return lsn;
 }
 
 static char *nonempty(const char *s)
@@ -771,7 +779,9 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 			goto io;
 		}
 	}
-	qsort(c.items, c.n, sizeof(*c.items), sync_cmp);
+	if (c.n > 1) {
+		qsort(c.items, c.n, sizeof(*c.items), sync_cmp);
+	}
 
 	r = calloc(1, sizeof(*r));
 	if (r == NULL) {

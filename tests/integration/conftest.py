@@ -6,6 +6,7 @@ Fixtures for the integration tests (see harness.py):
   module_brokers  the same for a whole module (one broker shared by its tests)
   mqtt            MQTT clients for one test, closed after it
   module_mqtt     MQTT clients for a whole module
+  pb              pigeon_pb2, generated from proto/pigeon.proto for this session
 
 After every test, each broker that should be running is checked (alive, no
 sanitizer report), so a crash fails the test that caused it.
@@ -61,6 +62,13 @@ def module_mqtt():
     pool = harness.ClientPool()
     yield pool
     pool.close_all()
+
+
+@pytest.fixture(scope="session")
+def pb(tmp_path_factory):
+    import inboxlib
+
+    return inboxlib.load_pb(tmp_path_factory.mktemp("proto"))
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ Environment:
 """
 
 import base64
+import functools
 import glob
 import json
 import os
@@ -61,6 +62,12 @@ def build_path(*parts):
 def plugin_path(name):
     """A plugin by file name (pigeon_auth.so) from the build, or a path as given."""
     return str(name) if "/" in str(name) else str(build_path("lib", name))
+
+
+@functools.lru_cache(maxsize=None)
+def libasan_path():
+    return subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def free_port():
@@ -131,7 +138,6 @@ class Broker:
             f"listener {self.port} 127.0.0.1",
             f"log_dest file {self.log_path}",
             "log_type all",
-            "persistence false",
         ]
         if os.geteuid() == 0:
             # As root mosquitto would switch to the 'mosquitto' user, which
@@ -148,9 +154,6 @@ class Broker:
     def _env(self):
         env = dict(os.environ)
         if SANITIZE:
-            libasan = subprocess.run(
-                ["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True, check=True
-            ).stdout.strip()
             # mosquitto itself is not instrumented, so the ASan runtime must be
             # preloaded for the sanitized plugins to load.
             #
@@ -159,11 +162,11 @@ class Broker:
             # has no frame pointers, so fast_unwind_on_malloc=0 (DWARF
             # unwinding) is what lets a leak's stack reach those names.
             # PIGEON_ASAN_OPTIONS appends options (e.g. detect_leaks=0).
-            env["LD_PRELOAD"] = libasan
+            env["LD_PRELOAD"] = libasan_path()
+            extra = os.environ.get("PIGEON_ASAN_OPTIONS")
             env["ASAN_OPTIONS"] = (
                 f"log_path={self.dir}/asan:detect_leaks=1:abort_on_error=1"
-                ":fast_unwind_on_malloc=0"
-                + (":" + os.environ["PIGEON_ASAN_OPTIONS"] if os.environ.get("PIGEON_ASAN_OPTIONS") else "")
+                ":fast_unwind_on_malloc=0" + (":" + extra if extra else "")
             )
             env["LSAN_OPTIONS"] = f"suppressions={LSAN_SUPPRESSIONS}:print_suppressions=0"
             env["UBSAN_OPTIONS"] = (
@@ -173,15 +176,16 @@ class Broker:
 
     # ---- lifecycle
 
-    def start(self, expect_exit=False, timeout=None):
+    def start(self, expect_exit=False, timeout=None, port=None):
         """
         Starts mosquitto and waits until its port accepts connections. With
         expect_exit, waits instead for it to exit (a config error) and
-        returns the exit code. Bounded by timeout (10 s, scaled).
+        returns the exit code. Bounded by timeout (10 s, scaled). port: try
+        this one first (a restart on the same port), else a free one.
         """
         timeout = timeout or 10.0 * SLOW
         for attempt in range(3):
-            self.port = free_port()
+            self.port = port if (port and attempt == 0) else free_port()
             self.conf_path.write_text(self._config_text())
             self._out = open(self.out_path, "ab")
             self.proc = subprocess.Popen(
@@ -220,6 +224,7 @@ class Broker:
                 self.kill9()
                 raise BrokerError(f"{self.name}: port {self.port} not open after {timeout}s\n"
                                   + self.log_text())
+            self._stopping = True  # it is over: stop() has nothing more to say
             self.returncode = self.proc.returncode
             self._out.close()
             # Someone took the port between free_port() and bind: try another.
@@ -229,6 +234,11 @@ class Broker:
             raise BrokerError(f"{self.name}: exited with {self.returncode} at start\n"
                               + self.log_text())
         raise BrokerError(f"{self.name}: no free port")
+
+    def restart(self):
+        """Starts again (after stop() or kill9()) in the same dir, on the same port if free."""
+        assert not self.alive(), "restart() of a running broker"
+        return self.start(port=self.port)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -285,7 +295,8 @@ class Broker:
     def sanitizer_problems(self):
         problems = []
         for f in sorted(glob.glob(str(self.dir / "asan.*")) + glob.glob(str(self.dir / "ubsan.*"))):
-            problems.append(f"sanitizer report {f}:\n" + Path(f).read_text(errors="replace")[:20000])
+            report = Path(f).read_text(errors="replace")
+            problems.append(f"sanitizer report {f}:\n" + report[:20000])
         out = self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
         if SANITIZER_LOG_RE.search(out):
             problems.append("sanitizer error in mosquitto output:\n" + out[-20000:])
@@ -305,8 +316,13 @@ class Broker:
 
     # ---- log
 
-    def log_bytes(self):
-        return self.log_path.read_bytes() if self.log_path.exists() else b""
+    def log_bytes(self, offset=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except FileNotFoundError:
+            return b""
 
     def log_text(self):
         """Everything mosquitto printed: stdout/stderr, then its log file."""
@@ -315,10 +331,13 @@ class Broker:
 
     def mark(self):
         """A position in the log; log_since(mark) is what was logged after it."""
-        return len(self.log_bytes())
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def log_since(self, mark):
-        return self.log_bytes()[mark:].decode("utf-8", "replace")
+        return self.log_bytes(mark).decode("utf-8", "replace")
 
     def wait_log(self, pattern, since=0, timeout=TIMEOUT):
         """Waits for a line matching regex pattern after since; the match or None."""
@@ -327,9 +346,8 @@ class Broker:
 
     def expect_log(self, pattern, since=0, timeout=TIMEOUT):
         m = self.wait_log(pattern, since, timeout)
-        assert m, f"{self.name}: no log line matching {pattern!r}; log since mark:\n" + self.log_since(
-            since
-        )[-4000:]
+        assert m, (f"{self.name}: no log line matching {pattern!r}; log since mark:\n"
+                   + self.log_since(since)[-4000:])
         return m
 
 
@@ -364,7 +382,8 @@ class Keys:
         self.es256_pub_file = self._write_public("es256.pub.pem", self.es256)
         self.eddsa_pub_file = self._write_public("ed25519.pub.pem", self.eddsa)
         self.public_file = self.dir / "public.pem"
-        self.public_file.write_bytes(self.es256_pub_file.read_bytes() + self.eddsa_pub_file.read_bytes())
+        self.public_file.write_bytes(self.es256_pub_file.read_bytes()
+                                     + self.eddsa_pub_file.read_bytes())
 
     def _write_private(self, name, key):
         p = self.dir / name
@@ -595,6 +614,19 @@ class MqttClient:
     def wait_disconnected(self, timeout=TIMEOUT):
         """True once the connection has been closed (by the broker or us)."""
         return self._wait(lambda: bool(self.disconnects), timeout)
+
+    def abort(self):
+        """Drops the TCP connection without a DISCONNECT, as a crashed client would."""
+        sock = self.c.socket()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the network thread sees EOF and ends
+            except OSError:
+                pass
+        self.c.loop_stop()
+        self._started = False
+        if sock is not None:
+            sock.close()
 
     def close(self):
         if self._started:

@@ -130,7 +130,8 @@ def _bad_login_cases():
          re.escape("username (uid) and password (token) are required")),
         ("username_without_password", lambda k: ("alice:phone", "alice", None),
          re.escape("username (uid) and password (token) are required")),
-        ("client_id_device_too_long", std(lambda k: k.token("alice"), client_id="alice:" + "p" * 65),
+        ("client_id_device_too_long", std(lambda k: k.token("alice"),
+                                          client_id="alice:" + "p" * 65),
          re.escape("client id must be <uid>:<device>")),
         ("client_id_bad_character", std(lambda k: k.token("alice"), client_id="alice:ph/one"),
          re.escape("client id must be <uid>:<device>")),
@@ -262,8 +263,8 @@ def test_device_bound_token_logs_in_only_as_that_device(broker, keys, mqtt):
     mark = broker.mark()
     _, rc = mqtt.connect(broker, "alice", "tablet", tok)
     assert rc == CONNACK_NOT_AUTHORIZED_V5
-    broker.expect_log(refused_line("alice:tablet", re.escape("client id's device is not the token's dev")),
-                      mark)
+    broker.expect_log(refused_line("alice:tablet",
+                                   re.escape("client id's device is not the token's dev")), mark)
     c, rc = mqtt.connect(broker, "alice", "phone", tok)
     assert rc == CONNACK_OK
 
@@ -343,7 +344,8 @@ SUBSCRIBE_MATRIX = [
 
 
 @pytest.mark.parametrize("role,filt,allowed", SUBSCRIBE_MATRIX,
-                         ids=[f"{r}-{f}-{'ok' if a else 'refused'}" for r, f, a in SUBSCRIBE_MATRIX])
+                         ids=[f"{r}-{f}-{'ok' if a else 'refused'}"
+                              for r, f, a in SUBSCRIBE_MATRIX])
 def test_subscribe_acl(broker, alice, svc, role, filt, allowed):
     client = alice if role == "user" else svc
     mark = broker.mark()
@@ -433,6 +435,25 @@ def test_send_topic_is_never_delivered_raw(broker, keys, alice, svc):
     assert len(alice.messages) == before
 
 
+def test_will_message_cannot_forge_an_inbox_message(broker, keys, mqtt):
+    # A will is published by the broker on the client's behalf when it drops
+    # off; it must pass the same write ACL as a publish.
+    bob, rc = mqtt.connect(broker, "bob", "will-target", keys.token("bob"))
+    assert rc == CONNACK_OK
+    assert bob.subscribe("im/bob/#") == [1]
+    for topic in ("im/bob/inbox", "im/bob/chat"):
+        mallory = mqtt.new(broker, "mallory:will", "mallory", keys.token("mallory"))
+        mallory.c.will_set(topic, b"forged envelope", qos=1)
+        assert mallory.connect() == CONNACK_OK
+        mark = broker.mark()
+        mallory.abort()
+        broker.expect_log(r"Client mallory:will closed its connection", mark)
+        # The will, had it been queued, was queued for bob before this PINGRESP.
+        assert bob.ping()
+    assert bob.messages == []
+    assert bob.connected
+
+
 def test_service_receives_sys(broker, svc):
     assert svc.subscribe("$SYS/broker/version") == [1]
     m = svc.wait_message("$SYS/broker/version")
@@ -485,12 +506,17 @@ def test_revoked_sub_refuses_tokens_issued_before_its_time(brokers, keys, mqtt, 
     old_tok = keys.token("alice", iat=now - 120)
     alice, rc = mqtt.connect(b, "alice", "phone", old_tok)
     assert rc == CONNACK_OK
+    alice_tablet, rc = mqtt.connect(b, "alice", "tablet", keys.token("alice", iat=now - 90))
+    assert rc == CONNACK_OK
     carol, rc = mqtt.connect(b, "carol", "phone", keys.token("carol", iat=now - 120))
     assert rc == CONNACK_OK
 
     revoked_file.write_text(f"sub alice {now - 60}\n")
-    _reload(b, r"pigeon_auth: reloaded keys, 1 revocation entries")
-    assert alice.wait_disconnected()
+    mark = _reload(b, r"pigeon_auth: reloaded keys, 1 revocation entries")
+    # Every device of alice's goes, not only the first found.
+    assert alice.wait_disconnected() and alice_tablet.wait_disconnected()
+    b.expect_log(r"disconnecting 'alice:phone': its token is revoked", mark)
+    b.expect_log(r"disconnecting 'alice:tablet': its token is revoked", mark)
     assert carol.ping() and carol.connected
 
     reason = re.escape("token revoked (all of the user's tokens issued before a time)")
@@ -504,6 +530,22 @@ def test_revoked_sub_refuses_tokens_issued_before_its_time(brokers, keys, mqtt, 
     # A token issued after the revocation time works.
     _, rc = mqtt.connect(b, "alice", "phone", keys.token("alice"))
     assert rc == CONNACK_OK
+
+
+def test_revocation_file_is_read_at_start_and_after_a_crash(brokers, keys, mqtt, revoked_file):
+    revoked_file.write_text("# one revoked token\njti stolen-1\n")
+    b = brokers.start_auth(keys.auth_options(revoked_file=revoked_file))
+    b.expect_log(r"pigeon_auth: ready")
+    stolen = keys.token("alice", jti="stolen-1")
+    for _ in range(2):
+        m = b.mark()
+        _, rc = mqtt.connect(b, "alice", "phone", stolen)
+        assert rc == CONNACK_NOT_AUTHORIZED_V5
+        b.expect_log(refused_line("alice:phone", re.escape("token revoked (jti)")), m)
+        _, rc = mqtt.connect(b, "alice", "phone", keys.token("alice", jti="fresh-1"))
+        assert rc == CONNACK_OK
+        b.kill9()
+        b.restart()
 
 
 def test_bad_revocation_file_on_reload_keeps_the_old_list(brokers, keys, mqtt, revoked_file):
@@ -533,6 +575,49 @@ def test_bad_revocation_file_on_reload_keeps_the_old_list(brokers, keys, mqtt, r
     revoked_file.write_text("jti alice-1\n")
     _reload(b, r"pigeon_auth: reloaded keys, 1 revocation entries")
     assert alice.wait_disconnected()
+
+
+# ------------------------------------------------------------ key rotation
+
+
+def _es256_pem(key):
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_sighup_reloads_keys_and_a_bad_key_file_keeps_the_old_ones(brokers, mqtt, tmp_path):
+    secret1, secret2 = os.urandom(40), os.urandom(40)
+    key_a, key_b = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    secret_file, pub_file = tmp_path / "jwt.secret", tmp_path / "jwt.pub.pem"
+    secret_file.write_bytes(secret1)
+    pub_file.write_bytes(_es256_pem(key_a))
+    b = brokers.start_auth({"jwt_algs": "HS256,ES256", "jwt_secret_file": secret_file,
+                            "jwt_public_key_file": pub_file, "login_fail_limit": 0})
+
+    def login(key, alg, device):
+        tok = jwt.encode({"sub": "alice", "exp": int(time.time()) + 600}, key, algorithm=alg)
+        return mqtt.connect(b, "alice", device, tok)[1]
+
+    assert login(secret1, "HS256", "d1") == CONNACK_OK
+    assert login(key_a, "ES256", "d2") == CONNACK_OK
+    assert login(key_b, "ES256", "d3") == CONNACK_NOT_AUTHORIZED_V5
+
+    # Rotate: a new secret, and both public keys while tokens of either are out.
+    secret_file.write_bytes(secret2)
+    pub_file.write_bytes(_es256_pem(key_a) + _es256_pem(key_b))
+    _reload(b, r"pigeon_auth: reloaded keys")
+    mark = b.mark()
+    assert login(secret1, "HS256", "d4") == CONNACK_NOT_AUTHORIZED_V5
+    b.expect_log(refused_line("alice:d4", "signature does not verify"), mark)
+    assert login(secret2, "HS256", "d5") == CONNACK_OK
+    assert login(key_a, "ES256", "d6") == CONNACK_OK
+    assert login(key_b, "ES256", "d7") == CONNACK_OK
+
+    # A bad secret on reload changes nothing.
+    secret_file.write_bytes(b"too short")
+    mark = _reload(b, r"pigeon_auth: reload failed, keeping")
+    b.expect_log(r"plugin_opt_jwt_secret_file: an HS256 secret must be at least 32 bytes", mark)
+    assert login(secret2, "HS256", "d8") == CONNACK_OK
 
 
 # ------------------------------------------------------ failed-login limit
