@@ -299,6 +299,7 @@ static void dedup_remember(struct pg_store *st, const char *from, const char *ms
 
 struct replay_ctx {
 	struct pg_store *st;
+	struct store_batch batch;
 	uint64_t applied;
 	uint64_t max_lsn;
 	uint64_t replayed;
@@ -322,7 +323,7 @@ static int replay_one(const uint8_t *payload, size_t len, void *ud)
 	if (lsn <= rc->applied) {
 		return 0;
 	}
-	rc->rc = store_apply_packed(rc->st, payload, len, &lsn);
+	rc->rc = store_apply_packed(rc->st, payload, len, &rc->batch, &lsn);
 	if (rc->rc != SQLITE_OK) {
 		return 1;
 	}
@@ -346,7 +347,8 @@ static int store_replay(struct pg_store *st, char *err, size_t errlen)
 		return -1;
 	}
 	if (pg_journal_replay(st->db_path, replay_one, &ctx, &torn, err, errlen) < 0 ||
-	    ctx.rc != SQLITE_OK) {
+	    ctx.rc != SQLITE_OK || (ctx.rc = store_apply_finish(st, &ctx.batch)) != SQLITE_OK) {
+		store_db_batch_finish(&st->writer, &ctx.batch, 0);
 		if (ctx.rc != SQLITE_OK) {
 			snprintf(err, errlen, "replaying the journal: %s", store_db_errmsg(&st->writer));
 		}

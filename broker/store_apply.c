@@ -90,10 +90,10 @@ void store_queue_push(struct pg_store *st, struct store_item *item)
 	}
 }
 
-int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len, uint64_t *lsn)
+int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len,
+		       struct store_batch *batch, uint64_t *lsn)
 {
 	Pigeon__Journal__Record *rec = pigeon__journal__record__unpack(NULL, len, data);
-	struct store_apply_counts counts = {0};
 	int rc;
 
 	if (rec == NULL) {
@@ -101,24 +101,38 @@ int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len, uin
 		return SQLITE_OK;
 	}
 	*lsn = rec->lsn;
-	rc = store_db_apply(&st->writer, rec, st->cfg.max_per_user, &counts);
+	rc = store_db_apply(&st->writer, rec, batch);
 	pigeon__journal__record__free_unpacked(rec, NULL);
-	if (counts.capped) {
-		atomic_fetch_add(&st->capped, counts.capped);
+	return rc;
+}
+
+int store_apply_finish(struct pg_store *st, struct store_batch *batch)
+{
+	int rc = store_db_batch_finish(&st->writer, batch, st->cfg.max_per_user);
+
+	if (rc == SQLITE_OK && batch->capped) {
+		atomic_fetch_add(&st->capped, batch->capped);
 	}
+	batch->capped = 0;
 	return rc;
 }
 
 /* One transaction over items[0..n). Returns the SQLite result. */
 static int apply_batch(struct pg_store *st, struct store_item **items, size_t n)
 {
+	struct store_batch batch = {0};
 	uint64_t lsn = 0, last = 0;
 	size_t i;
 	int rc = store_db_exec_simple(&st->writer, SQL_BEGIN);
 
 	for (i = 0; rc == SQLITE_OK && i < n; i++) {
-		rc = store_apply_packed(st, items[i]->data, items[i]->len, &lsn);
+		rc = store_apply_packed(st, items[i]->data, items[i]->len, &batch, &lsn);
 		last = items[i]->lsn;
+	}
+	if (rc == SQLITE_OK) {
+		rc = store_apply_finish(st, &batch);
+	} else {
+		store_db_batch_finish(&st->writer, &batch, 0); /* frees it; rolled back below */
 	}
 	if (rc == SQLITE_OK) {
 		rc = store_db_set_applied(&st->writer, last);
@@ -167,6 +181,22 @@ static void *store_thread_main(void *arg)
 	}
 	for (;;) {
 		pthread_mutex_lock(&q->mu);
+		/*
+		 * Nap briefly without asking to be woken, so that under load the
+		 * broker thread never pays a wake-up per message and batches
+		 * grow; only a store thread that found nothing after its nap
+		 * sleeps "idle", and the broker signals it then.
+		 */
+		if (q->count < STORE_BATCH_MAX && !q->stop) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += STORE_NAP_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&q->wake, &q->mu, &ts);
+		}
 		while (q->count == 0 && !q->stop) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);

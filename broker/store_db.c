@@ -16,7 +16,10 @@
 #include "store_db.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <uthash.h>
 
 static const char *const schema_v1[] = {
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
@@ -242,24 +245,49 @@ static int store_db_add_stored(struct store_db *d, const char *uid, int64_t delt
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+struct store_batch_user {
+	uint64_t head;
+	int64_t delta; /* rows added minus rows removed */
+	UT_hash_handle hh;
+	char uid[]; /* key */
+};
+
+static struct store_batch_user *batch_user(struct store_batch *b, const char *uid)
+{
+	struct store_batch_user *u;
+	size_t len = strlen(uid);
+
+	HASH_FIND(hh, b->users, uid, len, u);
+	if (u == NULL) {
+		u = calloc(1, sizeof(*u) + len + 1);
+		if (u == NULL) {
+			return NULL;
+		}
+		memcpy(u->uid, uid, len + 1);
+		HASH_ADD_KEYPTR(hh, b->users, u->uid, len, u);
+	}
+	return u;
+}
+
 static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Append *a,
-				 uint32_t max_per_user, struct store_apply_counts *counts)
+				 struct store_batch *batch)
 {
 	const Pigeon__Envelope *e = a->envelope;
+	struct store_batch_user *bu;
 	sqlite3_stmt *st;
-	int64_t stored = 0;
 	uint8_t stackbuf[4096], *packed = stackbuf;
 	size_t len;
-	int rc, inserted;
+	int rc;
 
-	if (e == NULL || e->to == NULL || e->to[0] == '\0' || e->seq == 0) {
+	if (e == NULL || !e->to || e->to[0] == '\0' || e->seq == 0) {
 		return SQLITE_OK; /* nothing storable; cannot happen for records we wrote */
 	}
-	st = d->stmt[SQL_USER_UPSERT_HEAD];
-	sqlite3_bind_text(st, 1, e->to, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)e->seq);
-	if ((rc = store_db_run(st)) != SQLITE_OK) {
-		return rc;
+	bu = batch_user(batch, e->to);
+	if (bu == NULL) {
+		return SQLITE_NOMEM;
+	}
+	if (e->seq > bu->head) {
+		bu->head = e->seq;
 	}
 	if (a->replaces_seq != 0) {
 		st = d->stmt[SQL_MSG_DELETE];
@@ -268,10 +296,7 @@ static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Appe
 		if ((rc = store_db_run(st)) != SQLITE_OK) {
 			return rc;
 		}
-		if (sqlite3_changes(d->db) > 0 &&
-		    (rc = store_db_add_stored(d, e->to, -1, NULL)) != SQLITE_OK) {
-			return rc;
-		}
+		bu->delta -= sqlite3_changes(d->db);
 	}
 	len = pigeon__envelope__get_packed_size(e);
 	if (len > sizeof(stackbuf) && (packed = sqlite3_malloc64(len)) == NULL) {
@@ -289,7 +314,6 @@ static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Appe
 	bind_text(st, 8, a->push_title);
 	bind_text(st, 9, a->push_body);
 	rc = store_db_run(st);
-	inserted = rc == SQLITE_OK ? sqlite3_changes(d->db) : 0;
 	if (packed != stackbuf) {
 		sqlite3_free(packed);
 	}
@@ -297,25 +321,7 @@ static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Appe
 		return rc;
 	}
 	/* A replayed record that was already applied inserts nothing. */
-	if (inserted > 0) {
-		if ((rc = store_db_add_stored(d, e->to, 1, &stored)) != SQLITE_OK) {
-			return rc;
-		}
-		if (max_per_user > 0 && stored > (int64_t)max_per_user) {
-			int64_t over = stored - (int64_t)max_per_user;
-			st = d->stmt[SQL_MSG_CAP];
-			sqlite3_bind_text(st, 1, e->to, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 2, over);
-			if ((rc = store_db_run(st)) != SQLITE_OK) {
-				return rc;
-			}
-			over = sqlite3_changes(d->db);
-			counts->capped += (uint64_t)over;
-			if ((rc = store_db_add_stored(d, e->to, -over, NULL)) != SQLITE_OK) {
-				return rc;
-			}
-		}
-	}
+	bu->delta += sqlite3_changes(d->db);
 	if (e->msg_id != NULL && e->msg_id[0] != '\0') {
 		st = d->stmt[SQL_DEDUP_INSERT];
 		sqlite3_bind_text(st, 1, e->from, -1, SQLITE_STATIC);
@@ -330,14 +336,14 @@ static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Appe
 	return SQLITE_OK;
 }
 
-int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec, uint32_t max_per_user,
-		   struct store_apply_counts *counts)
+int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
+		   struct store_batch *batch)
 {
 	sqlite3_stmt *st;
 
 	switch (rec->change_case) {
 	case PIGEON__JOURNAL__RECORD__CHANGE_APPEND:
-		return store_db_apply_append(d, rec->append, max_per_user, counts);
+		return store_db_apply_append(d, rec->append, batch);
 	case PIGEON__JOURNAL__RECORD__CHANGE_CURSOR:
 		st = d->stmt[SQL_CURSOR_SET];
 		sqlite3_bind_text(st, 1, rec->cursor->uid, -1, SQLITE_STATIC);
@@ -351,6 +357,50 @@ int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec, uint3
 	default:
 		return SQLITE_OK;
 	}
+}
+
+static int store_db_finish_user(struct store_db *d, const struct store_batch_user *bu,
+				uint32_t max_per_user, uint64_t *capped)
+{
+	sqlite3_stmt *st = d->stmt[SQL_USER_UPSERT_HEAD];
+	int64_t stored = 0;
+	int rc;
+
+	sqlite3_bind_text(st, 1, bu->uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)bu->head);
+	if ((rc = store_db_run(st)) != SQLITE_OK ||
+	    (rc = store_db_add_stored(d, bu->uid, bu->delta, &stored)) != SQLITE_OK) {
+		return rc;
+	}
+	if (max_per_user > 0 && stored > (int64_t)max_per_user) {
+		int64_t over = stored - (int64_t)max_per_user;
+		st = d->stmt[SQL_MSG_CAP];
+		sqlite3_bind_text(st, 1, bu->uid, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, over);
+		if ((rc = store_db_run(st)) != SQLITE_OK) {
+			return rc;
+		}
+		over = sqlite3_changes(d->db);
+		*capped += (uint64_t)over;
+		return store_db_add_stored(d, bu->uid, -over, NULL);
+	}
+	return SQLITE_OK;
+}
+
+int store_db_batch_finish(struct store_db *d, struct store_batch *batch, uint32_t max_per_user)
+{
+	struct store_batch_user *bu, *tmp;
+	int rc = SQLITE_OK;
+
+	HASH_ITER(hh, batch->users, bu, tmp)
+	{
+		if (rc == SQLITE_OK) {
+			rc = store_db_finish_user(d, bu, max_per_user, &batch->capped);
+		}
+		HASH_DEL(batch->users, bu);
+		free(bu);
+	}
+	return rc;
 }
 
 int store_db_expire(struct store_db *d, int64_t now_ms, int batch, uint64_t *n)

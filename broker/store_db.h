@@ -63,13 +63,24 @@ int store_db_exec_simple(struct store_db *d, enum store_stmt which);
 int store_db_get_applied(struct store_db *d, uint64_t *lsn);
 int store_db_set_applied(struct store_db *d, uint64_t lsn);
 
-struct store_apply_counts {
-	uint64_t capped;
+/*
+ * What one transaction changes per user, so users.head_seq and users.stored
+ * are written once per user per batch, not once per message.
+ */
+struct store_batch_user;
+struct store_batch {
+	struct store_batch_user *users; /* uthash by uid */
+	uint64_t capped;                /* rows removed by the per-user cap */
 };
 
 /* Applies one record inside the caller's transaction. 0 or an SQLite code. */
-int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec, uint32_t max_per_user,
-		   struct store_apply_counts *counts);
+int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
+		   struct store_batch *batch);
+/*
+ * Writes the batch's per-user heads and counts and enforces max_per_user
+ * (0: no cap); frees the batch's users either way. 0 or an SQLite code.
+ */
+int store_db_batch_finish(struct store_db *d, struct store_batch *batch, uint32_t max_per_user);
 
 /* Deletes up to `batch` messages expired at now_ms; *n = how many. */
 int store_db_expire(struct store_db *d, int64_t now_ms, int batch, uint64_t *n);

@@ -34,6 +34,8 @@ struct store_queue {
 
 #define STORE_QUEUE_MAX 262144
 #define STORE_BATCH_MAX 8192
+/* How long the store thread naps between batches under load. */
+#define STORE_NAP_MS 2
 
 struct store_user;
 struct store_pending;
@@ -71,7 +73,13 @@ void store_queue_push(struct pg_store *st, struct store_item *item);
 int store_thread_start(struct pg_store *st);
 /* Applies what is queued, then stops the thread. */
 void store_thread_stop(struct pg_store *st);
-/* Applies one packed record in the writer's open transaction. */
-int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len, uint64_t *lsn);
+/*
+ * Applies one packed record in the writer's open transaction, collecting
+ * per-user changes in batch; store_apply_finish writes those (once per
+ * transaction, before its commit).
+ */
+int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len,
+		       struct store_batch *batch, uint64_t *lsn);
+int store_apply_finish(struct pg_store *st, struct store_batch *batch);
 
 #endif

@@ -14,13 +14,14 @@
  * The same client code runs against plain Mosquitto (--anonymous: no
  * username, same topics, same QoS and payload) and against pigeon (tokens
  * minted from --secret-file before anything is timed). Every wait is bounded
- * by --time-limit.
+ * by --time-limit. All clients run on this one thread over poll(2) and
+ * libmosquitto's non-threaded calls, so the load generator spends its CPU on
+ * MQTT, not on waking threads.
  */
 #include "bench.h"
 
 #include <getopt.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,8 +52,6 @@ struct bi_args {
 
 struct bi_client {
 	struct mosquitto *m;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
 	bool connected;
 	int connack_rc;
 	uint64_t received; /* messages received */
@@ -76,11 +75,8 @@ static void bi_on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 {
 	struct bi_client *c = obj;
 
-	pthread_mutex_lock(&c->mu);
 	c->connected = true;
 	c->connack_rc = rc;
-	pthread_cond_broadcast(&c->cv);
-	pthread_mutex_unlock(&c->mu);
 }
 
 static void bi_on_publish(struct mosquitto *m, void *obj, int mid, int rc,
@@ -88,10 +84,7 @@ static void bi_on_publish(struct mosquitto *m, void *obj, int mid, int rc,
 {
 	struct bi_client *c = obj;
 
-	pthread_mutex_lock(&c->mu);
 	c->acked++;
-	pthread_cond_broadcast(&c->cv);
-	pthread_mutex_unlock(&c->mu);
 }
 
 static void bi_on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
@@ -99,10 +92,7 @@ static void bi_on_subscribe(struct mosquitto *m, void *obj, int mid, int n, cons
 {
 	struct bi_client *c = obj;
 
-	pthread_mutex_lock(&c->mu);
 	c->subscribed = true;
-	pthread_cond_broadcast(&c->cv);
-	pthread_mutex_unlock(&c->mu);
 }
 
 static void bi_on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
@@ -111,7 +101,6 @@ static void bi_on_message(struct mosquitto *m, void *obj, const struct mosquitto
 	struct bi_client *c = obj;
 	size_t tl = strlen(msg->topic);
 
-	pthread_mutex_lock(&c->mu);
 	if (tl > 6 && strcmp(msg->topic + tl - 6, "/reply") == 0) {
 		Pigeon__Reply *r = pigeon__reply__unpack(NULL, (size_t)msg->payloadlen, msg->payload);
 		if (r == NULL || r->code != 0 || r->body_case != PIGEON__REPLY__BODY_SYNC) {
@@ -128,38 +117,66 @@ static void bi_on_message(struct mosquitto *m, void *obj, const struct mosquitto
 	} else {
 		c->received++;
 	}
-	pthread_cond_broadcast(&c->cv);
-	pthread_mutex_unlock(&c->mu);
 }
 
-/* Waits (bounded by deadline) until pred(c) holds; c->mu is held by the caller. */
-static bool bi_wait(struct bi_client *c, bool (*pred)(struct bi_client *, const void *),
-		    const void *arg, double deadline)
+/*
+ * Runs every client's network I/O on this thread until pred(arg) holds or
+ * the deadline passes (false). step, if not NULL, runs before each poll
+ * (publishers publish there). A broken connection ends the wait too.
+ */
+static struct bi_client *bi_all[4];
+static int bi_nall;
+
+static bool bi_pump(bool (*pred)(const void *), const void *arg, void (*step)(void *), void *ud,
+		    double deadline)
 {
-	while (!pred(c, arg)) {
-		struct timespec ts;
+	struct pollfd pfd[4];
+	int i;
+
+	while (!pred(arg)) {
 		if (bi_now() > deadline) {
 			return false;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
+		if (step) {
+			step(ud);
 		}
-		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		for (i = 0; i < bi_nall; i++) {
+			pfd[i].fd = mosquitto_socket(bi_all[i]->m);
+			pfd[i].events = POLLIN | (mosquitto_want_write(bi_all[i]->m) ? POLLOUT : 0);
+			pfd[i].revents = 0;
+		}
+		if (poll(pfd, (nfds_t)bi_nall, 10) < 0) {
+			return false;
+		}
+		for (i = 0; i < bi_nall; i++) {
+			struct mosquitto *m = bi_all[i]->m;
+			int rc = MOSQ_ERR_SUCCESS;
+			if (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) {
+				rc = mosquitto_loop_read(m, 1);
+			}
+			if (rc == MOSQ_ERR_SUCCESS && (pfd[i].revents & POLLOUT)) {
+				rc = mosquitto_loop_write(m, 1);
+			}
+			if (rc == MOSQ_ERR_SUCCESS) {
+				rc = mosquitto_loop_misc(m);
+			}
+			if (rc != MOSQ_ERR_SUCCESS) {
+				fprintf(stderr, "pigeon-bench: connection lost: %s\n", mosquitto_strerror(rc));
+				return false;
+			}
+		}
 	}
 	return true;
 }
 
-static bool pred_connected(struct bi_client *c, const void *arg)
+static bool pred_connected(const void *arg)
 {
-	return c->connected;
+	return ((const struct bi_client *)arg)->connected;
 }
 
-static bool pred_subscribed(struct bi_client *c, const void *arg)
+static bool pred_subscribed(const void *arg)
 {
-	return c->subscribed;
+	return ((const struct bi_client *)arg)->subscribed;
 }
 
 static char *bi_token(const struct bi_args *a, const char *uid, const char *dev, bool service)
@@ -196,8 +213,6 @@ static int bi_connect(const struct bi_args *a, struct bi_client *c, const char *
 	int rc;
 
 	memset(c, 0, sizeof(*c));
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
 	snprintf(cid, sizeof(cid), "%s:%s", uid, dev);
 	c->m = mosquitto_new(cid, true, c);
 	if (c->m == NULL) {
@@ -218,44 +233,43 @@ static int bi_connect(const struct bi_args *a, struct bi_client *c, const char *
 		free(tok);
 	}
 	rc = mosquitto_connect(c->m, a->host, a->port, 60);
-	if (rc != MOSQ_ERR_SUCCESS || mosquitto_loop_start(c->m) != MOSQ_ERR_SUCCESS) {
+	if (rc != MOSQ_ERR_SUCCESS || bi_nall == 4) {
 		fprintf(stderr, "pigeon-bench: connect %s: %s\n", cid, mosquitto_strerror(rc));
 		return 1;
 	}
-	pthread_mutex_lock(&c->mu);
-	if (!bi_wait(c, pred_connected, NULL, bi_now() + 10) || c->connack_rc != 0) {
-		pthread_mutex_unlock(&c->mu);
+	bi_all[bi_nall++] = c;
+	if (!bi_pump(pred_connected, c, NULL, NULL, bi_now() + 10) || c->connack_rc != 0) {
 		fprintf(stderr, "pigeon-bench: connect %s refused or timed out\n", cid);
 		return 1;
 	}
-	pthread_mutex_unlock(&c->mu);
 	return 0;
 }
 
 static int bi_subscribe(struct bi_client *c, const char *filter)
 {
-	bool ok;
-
 	if (mosquitto_subscribe(c->m, NULL, filter, 1) != MOSQ_ERR_SUCCESS) {
 		return 1;
 	}
-	pthread_mutex_lock(&c->mu);
-	ok = bi_wait(c, pred_subscribed, NULL, bi_now() + 10);
-	pthread_mutex_unlock(&c->mu);
-	return ok ? 0 : 1;
+	return bi_pump(pred_subscribed, c, NULL, NULL, bi_now() + 10) ? 0 : 1;
 }
 
 static void bi_close(struct bi_client *c)
 {
+	int i;
+
 	if (c->m == NULL) {
 		return;
 	}
+	for (i = 0; i < bi_nall; i++) {
+		if (bi_all[i] == c) {
+			bi_all[i] = bi_all[--bi_nall];
+			break;
+		}
+	}
 	mosquitto_disconnect(c->m);
-	mosquitto_loop_stop(c->m, false);
+	mosquitto_loop_write(c->m, 1);
 	mosquitto_destroy(c->m);
 	c->m = NULL;
-	pthread_mutex_destroy(&c->mu);
-	pthread_cond_destroy(&c->cv);
 }
 
 /* Publishes one QoS 1 message, with a msg-id user property if asked. */
@@ -273,31 +287,6 @@ static int bi_publish(struct bi_client *c, const char *topic, const void *payloa
 	rc = mosquitto_publish_v5(c->m, NULL, topic, (int)size, payload, 1, false, props);
 	mosquitto_property_free_all(&props);
 	return rc == MOSQ_ERR_SUCCESS ? 0 : 1;
-}
-
-struct bi_window {
-	uint64_t sent;
-	unsigned window;
-	bool by_received;
-	uint64_t target;
-};
-
-static bool pred_window(struct bi_client *c, const void *arg)
-{
-	const struct bi_window *w = arg;
-	uint64_t done = w->by_received ? c->received : c->acked;
-
-	return w->sent - done < w->window;
-}
-
-static bool pred_acked(struct bi_client *c, const void *arg)
-{
-	return c->acked >= *(const uint64_t *)arg;
-}
-
-static bool pred_received(struct bi_client *c, const void *arg)
-{
-	return c->received >= *(const uint64_t *)arg;
 }
 
 static int bi_parse(int argc, char **argv, struct bi_args *a)
@@ -388,41 +377,71 @@ static int bi_parse(int argc, char **argv, struct bi_args *a)
 	return 0;
 }
 
-/* Publishes count messages on topic_fmt(i) keeping the window; 0 or 1. */
-static int bi_stream(const struct bi_args *a, struct bi_client *pub, struct bi_client *flow,
-		     bool by_received, void (*topic_of)(const struct bi_args *, unsigned, char *,
-							 size_t),
-		     double deadline)
-{
-	struct bi_window w = {.window = a->window, .by_received = by_received};
-	char *payload = malloc(a->size ? a->size : 1);
-	char topic[256];
-	unsigned i;
+/*
+ * A stream of count QoS 1 publishes from pub, at most `window` of them not
+ * yet done, where done means received by `flow` (end to end) or, without a
+ * receiver, acknowledged to pub.
+ */
+struct bi_stream {
+	const struct bi_args *a;
+	struct bi_client *pub;
+	struct bi_client *rcv; /* NULL: count PUBACKs */
+	void (*topic_of)(const struct bi_args *, unsigned, char *, size_t);
+	char *payload;
+	unsigned sent;
+	bool failed;
+};
 
-	if (payload == NULL) {
+static uint64_t bi_done(const struct bi_stream *s)
+{
+	return s->rcv ? s->rcv->received : s->pub->acked;
+}
+
+static void bi_stream_step(void *ud)
+{
+	struct bi_stream *s = ud;
+	char topic[256];
+
+	while (!s->failed && s->sent < s->a->count && s->sent - bi_done(s) < s->a->window) {
+		s->topic_of(s->a, s->sent, topic, sizeof(topic));
+		if (bi_publish(s->pub, topic, s->payload, s->a->size, s->a->msg_id, s->sent) != 0) {
+			fprintf(stderr, "pigeon-bench: publish %u failed\n", s->sent);
+			s->failed = true;
+			return;
+		}
+		s->sent++;
+	}
+}
+
+static bool pred_stream_done(const void *arg)
+{
+	const struct bi_stream *s = arg;
+
+	return s->failed || (s->sent == s->a->count && bi_done(s) >= s->a->count &&
+			     s->pub->acked >= s->a->count);
+}
+
+/* Runs the whole stream; 0, or 1 on failure or timeout. */
+static int bi_stream_run(const struct bi_args *a, struct bi_client *pub, struct bi_client *rcv,
+			 void (*topic_of)(const struct bi_args *, unsigned, char *, size_t),
+			 double deadline)
+{
+	struct bi_stream s = {.a = a, .pub = pub, .rcv = rcv, .topic_of = topic_of};
+	bool ok;
+
+	s.payload = malloc(a->size ? a->size : 1);
+	if (s.payload == NULL) {
 		return 1;
 	}
-	memset(payload, 'x', a->size);
-	for (i = 0; i < a->count; i++) {
-		bool ok;
-		w.sent = i;
-		pthread_mutex_lock(&flow->mu);
-		ok = bi_wait(flow, pred_window, &w, deadline);
-		pthread_mutex_unlock(&flow->mu);
-		if (!ok) {
-			fprintf(stderr, "pigeon-bench: time limit reached after %u messages\n", i);
-			free(payload);
-			return 1;
-		}
-		topic_of(a, i, topic, sizeof(topic));
-		if (bi_publish(pub, topic, payload, a->size, a->msg_id, i) != 0) {
-			fprintf(stderr, "pigeon-bench: publish %u failed\n", i);
-			free(payload);
-			return 1;
-		}
+	memset(s.payload, 'x', a->size);
+	ok = bi_pump(pred_stream_done, &s, bi_stream_step, &s, deadline) && !s.failed;
+	free(s.payload);
+	if (!ok) {
+		fprintf(stderr, "pigeon-bench: stream stopped: sent %u, done %llu, acked %llu of %u\n",
+			s.sent, (unsigned long long)bi_done(&s), (unsigned long long)pub->acked,
+			a->count);
 	}
-	free(payload);
-	return 0;
+	return ok ? 0 : 1;
 }
 
 static void chat_topic(const struct bi_args *a, unsigned i, char *buf, size_t cap)
@@ -435,10 +454,8 @@ int bench_chat(int argc, char **argv)
 	struct bi_args a = {0};
 	struct bi_client pub, sub;
 	char filter[128];
-	uint64_t n;
-	double t0, t1, deadline;
+	double t0, t1;
 	int rc = bi_parse(argc, argv, &a);
-	bool ok;
 
 	if (rc != 0) {
 		return rc;
@@ -454,22 +471,7 @@ int bench_chat(int argc, char **argv)
 		return 1;
 	}
 	t0 = bi_now();
-	deadline = t0 + a.time_limit;
-	rc = bi_stream(&a, &pub, &sub, true, chat_topic, deadline);
-	n = a.count;
-	if (rc == 0) {
-		pthread_mutex_lock(&sub.mu);
-		ok = bi_wait(&sub, pred_received, &n, deadline);
-		pthread_mutex_unlock(&sub.mu);
-		pthread_mutex_lock(&pub.mu);
-		ok = ok && bi_wait(&pub, pred_acked, &n, deadline);
-		pthread_mutex_unlock(&pub.mu);
-		if (!ok) {
-			fprintf(stderr, "pigeon-bench: received %llu of %u within the time limit\n",
-				(unsigned long long)sub.received, a.count);
-			rc = 1;
-		}
-	}
+	rc = bi_stream_run(&a, &pub, &sub, chat_topic, t0 + a.time_limit);
 	t1 = bi_now();
 	if (rc == 0) {
 		printf("chat %s %.0f msg/s count=%u size=%u window=%u seconds=%.3f msg_id=%s\n",
@@ -483,9 +485,9 @@ int bench_chat(int argc, char **argv)
 	return rc;
 }
 
-static bool pred_sync_done(struct bi_client *c, const void *arg)
+static bool pred_sync_done(const void *arg)
 {
-	return c->sync_done;
+	return ((const struct bi_client *)arg)->sync_done;
 }
 
 static int bi_sync_request(struct bi_client *c, uint64_t id, uint64_t after)
@@ -512,10 +514,9 @@ int bench_catchup(int argc, char **argv)
 	struct bi_args a = {0};
 	struct bi_client pub, user;
 	char filter[128];
-	uint64_t n, id = 0;
+	uint64_t id = 0;
 	double t0, t1, deadline;
 	int rc = bi_parse(argc, argv, &a);
-	bool ok;
 
 	if (rc != 0) {
 		return rc;
@@ -529,13 +530,9 @@ int bench_catchup(int argc, char **argv)
 		return 1;
 	}
 	deadline = bi_now() + a.time_limit;
-	rc = bi_stream(&a, &pub, &pub, false, chat_topic, deadline);
-	n = a.count;
-	pthread_mutex_lock(&pub.mu);
-	ok = rc == 0 && bi_wait(&pub, pred_acked, &n, deadline);
-	pthread_mutex_unlock(&pub.mu);
+	rc = bi_stream_run(&a, &pub, NULL, chat_topic, deadline);
 	bi_close(&pub);
-	if (!ok) {
+	if (rc != 0) {
 		fprintf(stderr, "pigeon-bench: filling the inbox failed\n");
 		return 1;
 	}
@@ -550,16 +547,9 @@ int bench_catchup(int argc, char **argv)
 	}
 	user.sync_more = true;
 	while (user.sync_more) {
-		pthread_mutex_lock(&user.mu);
 		user.sync_done = false;
-		pthread_mutex_unlock(&user.mu);
-		if (bi_sync_request(&user, ++id, user.sync_last_seq) != 0) {
-			return 1;
-		}
-		pthread_mutex_lock(&user.mu);
-		ok = bi_wait(&user, pred_sync_done, NULL, deadline) && !user.sync_error;
-		pthread_mutex_unlock(&user.mu);
-		if (!ok) {
+		if (bi_sync_request(&user, ++id, user.sync_last_seq) != 0 ||
+		    !bi_pump(pred_sync_done, &user, NULL, NULL, deadline) || user.sync_error) {
 			fprintf(stderr, "pigeon-bench: sync failed or timed out\n");
 			return 1;
 		}
@@ -587,10 +577,8 @@ int bench_notify(int argc, char **argv)
 {
 	struct bi_args a = {0};
 	struct bi_client pub;
-	uint64_t n;
-	double t0, t1, deadline;
+	double t0, t1;
 	int rc = bi_parse(argc, argv, &a);
-	bool ok;
 
 	if (rc != 0) {
 		return rc;
@@ -600,19 +588,14 @@ int bench_notify(int argc, char **argv)
 		return 1;
 	}
 	t0 = bi_now();
-	deadline = t0 + a.time_limit;
-	rc = bi_stream(&a, &pub, &pub, false, notify_topic, deadline);
-	n = a.count;
-	pthread_mutex_lock(&pub.mu);
-	ok = rc == 0 && bi_wait(&pub, pred_acked, &n, deadline);
-	pthread_mutex_unlock(&pub.mu);
+	rc = bi_stream_run(&a, &pub, NULL, notify_topic, t0 + a.time_limit);
 	t1 = bi_now();
-	if (ok) {
+	if (rc == 0) {
 		printf("notify %s %.0f msg/s count=%u users=%u types=%u seconds=%.3f\n", a.label,
 		       (double)a.count / (t1 - t0), a.count, a.users, a.types, t1 - t0);
 		fflush(stdout);
 	}
 	bi_close(&pub);
 	mosquitto_lib_cleanup();
-	return ok ? 0 : 1;
+	return rc;
 }

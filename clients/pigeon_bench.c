@@ -48,6 +48,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "bench.h"
 #include "jws.h"
 #include "options.h"
 #include "token.h"
@@ -560,6 +561,16 @@ static const struct {
 	 "        [--time-limit S (300)] [--mqtt 311|5 (5)]\n"
 	 "        N sequential connect/CONNACK/disconnect cycles, client id b<i>:bench,\n"
 	 "        username b<i> and a pre-minted token signed with F or PEM\n"},
+	{"chat", bench_chat,
+	 "chat    --port P (--secret-file F | --anonymous) [--count N (100000)]\n"
+	 "        [--size B (256)] [--window W (500)] [--to UID (r0)] [--msg-id] [--label L]\n"
+	 "        one sender -> one online recipient, QoS 1, at most W not yet received\n"},
+	{"catchup", bench_catchup,
+	 "catchup --port P --secret-file F --to UID [--count N] [--size B]\n"
+	 "        N stored for offline UID, then timed: connect, subscribe, sync all\n"},
+	{"notify", bench_notify,
+	 "notify  --port P --secret-file F [--count N] [--users U (1000)] [--types T (10)]\n"
+	 "        [--to PREFIX (r0)] N notifications of T types to U offline users\n"},
 };
 #define BENCH_NCOMMANDS (sizeof(bench_commands) / sizeof(bench_commands[0]))
 

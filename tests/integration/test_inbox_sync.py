@@ -129,7 +129,6 @@ def test_ten_thousand_messages_arrive_exactly_once_and_in_order_across_reconnect
     assert all(len(v) == 1 for v in seqs_of_body.values()), "a message was stored twice"
     # Both paths carried messages (the test exercised what it claims to).
     assert live > 0 and synced > 0, (live, synced)
-    print(f"cycles {cycle}, live {live}, synced {synced}")
 
 
 # ------------------------------------------------------------ retention
