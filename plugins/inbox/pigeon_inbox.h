@@ -85,6 +85,7 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 	       const struct pg_store_msg *msg, bool via_queue, struct pg_store_accepted *acc,
 	       const char **why);
 const char *inbox_refusal_name(enum inbox_refusal r);
+void inbox_rates_free(struct inbox_plugin *ip);
 
 /* requests.c */
 int inbox_control_cb(int event, void *event_data, void *userdata);

@@ -82,6 +82,7 @@ static int inbox_register(struct inbox_plugin *ip, bool on)
 static void inbox_free(struct inbox_plugin *ip)
 {
 	inbox_presence_free(ip);
+	inbox_rates_free(ip);
 	pg_store_close(ip->store);
 	inbox_config_free(&ip->cfg);
 	free(ip);

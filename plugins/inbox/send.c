@@ -69,6 +69,18 @@ static bool inbox_rate_ok(struct inbox_plugin *ip, const char *uid, int64_t now_
 	return pg_bucket_take(&r->bucket, ip->cfg.send_rate, ip->cfg.send_burst, now_ms);
 }
 
+/* Frees every send bucket: at cleanup, so that the broker exits without leaks. */
+void inbox_rates_free(struct inbox_plugin *ip)
+{
+	struct rate_user *r, *tmp;
+
+	HASH_ITER(hh, ip->rates, r, tmp)
+	{
+		HASH_DEL(ip->rates, r);
+		free(r);
+	}
+}
+
 struct instant_ctx {
 	const char *topic;
 	const uint8_t *env;

@@ -1,0 +1,151 @@
+"""
+The project's set-up promises: one package list used by the README's commands,
+.ci/run and the Docker image (no drift); the README's run command working from
+a clean clone; the example configuration loading in the real broker.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import harness
+
+REPO = harness.REPO
+
+
+def package_list():
+    lines = (REPO / "scripts" / "debian-packages.txt").read_text().splitlines()
+    return [l.strip() for l in lines if l.strip() and not l.strip().startswith("#")]
+
+
+def test_package_list_is_read_by_install_script():
+    script = (REPO / "scripts" / "install-deps.sh").read_text()
+    assert "debian-packages.txt" in script
+    pkgs = package_list()
+    for needed in ("mosquitto", "libmosquitto-dev", "libpaho-mqtt-dev", "libssl-dev",
+                   "libsqlite3-dev", "uthash-dev", "libprotobuf-c-dev", "protobuf-c-compiler",
+                   "libcjson-dev", "libcurl4-openssl-dev"):
+        assert needed in pkgs, needed
+    assert len(pkgs) == len(set(pkgs)), "a package is listed twice"
+
+
+def test_dockerfile_installs_exactly_the_setup_script_packages():
+    docker = (REPO / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^FROM debian:12\b", docker, re.M)
+    # The image installs through the very same script and list...
+    assert "scripts/install-deps.sh" in docker and "scripts/debian-packages.txt" in docker
+    assert re.search(r"RUN bash /src/scripts/install-deps.sh", docker)
+    # ...and names no package of its own.
+    assert "apt-get install" not in docker and "apt install" not in docker
+    entry = (REPO / "docker" / "entrypoint.sh").read_text()
+    assert "apt" not in entry
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    first_block = re.search(r"```sh\n(.*?)```", readme, re.S).group(1)
+    commands = [l.split("#")[0].strip() for l in first_block.splitlines() if l.strip()]
+    assert commands[0] == "./scripts/run-broker.sh"
+    assert commands[1] == "./scripts/test.sh"
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in ci
+
+
+def _wait_port(port, proc, timeout):
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(harness.SANITIZE, reason="runs once, on the normal build")
+def test_readme_run_command_from_a_clean_clone(tmp_path, pb):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=60)
+    port = harness.free_port()
+    data = tmp_path / "data"
+    env = dict(os.environ, PIGEON_PORT=str(port), PIGEON_DATA=str(data))
+    env.pop("PIGEON_BUILD_DIR", None)
+    out = open(tmp_path / "run.out", "w")
+    proc = subprocess.Popen(["./scripts/run-broker.sh"], cwd=clone, env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # A clean clone builds from scratch: allow for it (bounded).
+        assert _wait_port(port, proc, 300), (tmp_path / "run.out").read_text()[-3000:]
+        text = (tmp_path / "run.out").read_text()
+        assert "generated a development HS256 signing key" in text
+        assert "mosquitto_sub" in text and "pigeon-token mint" in text
+        secret = data / "jwt.secret"
+        assert secret.stat().st_size == 32
+        tok = clone / "build" / "bin" / "pigeon-token"
+
+        def mint(*args):
+            return subprocess.run([str(tok), "mint", "--secret-file", str(secret), *args],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+
+        alice = mint("--sub", "alice", "--dev", "phone")
+        svc = mint("--sub", "backend", "--dev", "api", "--role", "service")
+        sub = subprocess.Popen(["mosquitto_sub", "-p", str(port), "-V", "mqttv5", "-u", "alice",
+                                "-P", alice, "-i", "alice:phone", "-q", "1", "-t", "im/alice/#",
+                                "-C", "1", "-W", "10", "-F", "%x"],
+                               stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        subprocess.run(["mosquitto_pub", "-p", str(port), "-V", "mqttv5", "-u", "backend", "-P",
+                        svc, "-i", "backend:api", "-q", "1", "-t", "im/alice/chat", "-m",
+                        "hello alice"], check=True, timeout=10)
+        hexline, _ = sub.communicate(timeout=15)
+        env_msg = pb.Envelope()
+        env_msg.ParseFromString(bytes.fromhex(hexline.strip()))
+        assert env_msg.seq == 1
+        assert getattr(env_msg, "from") == "backend"
+        assert env_msg.body == b"hello alice"
+        assert (data / "pigeon.db").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        out.close()
+
+
+def test_example_config_loads_in_the_real_broker(tmp_path, keys, mqtt, pb):
+    """conf/mosquitto.conf, with its paths pointed at the build and a tmp dir."""
+    text = (REPO / "conf" / "mosquitto.conf").read_text()
+    port = harness.free_port()
+    lib = str(harness.build_path("lib"))
+    text = text.replace("/usr/local/lib/pigeon", lib).replace("/var/lib/pigeon", str(tmp_path))
+    text = re.sub(r"^listener 1883 127.0.0.1$", f"listener {port} 127.0.0.1", text, flags=re.M)
+    text = re.sub(r"^log_dest stdout$", f"log_dest file {tmp_path}/broker.log", text, flags=re.M)
+    if os.geteuid() == 0:
+        text += "user root\n"
+    (tmp_path / "jwt.secret").write_bytes(keys.secret)
+    conf = tmp_path / "example.conf"
+    conf.write_text(text)
+    env = harness.Broker(tmp_path, [])._env()
+    proc = subprocess.Popen([harness.MOSQUITTO, "-c", str(conf)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert _wait_port(port, proc, harness.TIMEOUT * 2), proc.stderr.read().decode()
+        target = harness.Broker(tmp_path, [], name="example")  # only its host and port are used
+        target.port = port
+        _, code = mqtt.connect(target, "alice", "phone", keys.token(sub="alice"))
+        assert code == harness.CONNACK_OK
+        log = (tmp_path / "broker.log").read_text()
+        assert "pigeon_auth: ready" in log and "pigeon_inbox: ready" in log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
