@@ -45,6 +45,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cmdline="bench/auth.sh $*"
 rounds=5
 count=10000
 token_seconds=2
@@ -294,8 +295,13 @@ done
 	echo "# WARNING: the machine was still busy after waiting ${wait_quiet} s to start"
 
 echo "# pigeon authentication benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "# command: bench/auth.sh --rounds $rounds --count $count --token-seconds $token_seconds" \
+echo "# command: $cmdline"
+echo "# settings: --rounds $rounds --count $count --token-seconds $token_seconds" \
 	"--max-other-cpu $max_other --wait-quiet $wait_quiet$( ((pin)) || echo ' --no-pin')"
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -z $(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null) ]] ||
+	rev="$rev + uncommitted changes"
+echo "# source: $rev"
 echo "# machine: $ncpu cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')," \
 	"Linux $(uname -r)"
 echo "# broker: $("$mosquitto" -h 2>/dev/null | head -1), pigeon build type RelWithDebInfo"
