@@ -675,6 +675,7 @@ struct sync_ctx {
 	struct sync_item *items;
 	size_t n, cap;
 	const struct store_user *u;
+	uint64_t oldest; /* sync_oldest_row's result (0: none found) */
 };
 
 static bool sync_deleted(const struct store_user *u, uint64_t seq)
@@ -720,6 +721,20 @@ static int sync_row(uint64_t seq, const void *env, size_t len, void *ud)
 		return 0;
 	}
 	return sync_add(c, seq, env, len);
+}
+
+/* Keeps the first (lowest) seq that no pending delete removed. */
+static int sync_oldest_row(uint64_t seq, const void *env, size_t len, void *ud)
+{
+	struct sync_ctx *c = ud;
+
+	(void)env;
+	(void)len;
+	if (sync_deleted(c->u, seq)) {
+		return 0;
+	}
+	c->oldest = seq;
+	return 1;
 }
 
 static int sync_cmp(const void *a, const void *b)
@@ -817,11 +832,20 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	free(c.items);
 
 	r->head_seq = u->head;
-	if (store_db_oldest(&st->reader, uid, now_ms, &oldest) != SQLITE_OK) {
-		oldest = 0;
+	/*
+	 * The lowest seq still stored. A replaced NOTIFY whose delete is still
+	 * pending is in SQLite (and maybe among the pending appends) but is no
+	 * longer stored: skip those, or oldest_seq would point at a hole. Of
+	 * the ndeletes + 1 lowest rows at least one is not deleted.
+	 */
+	if (store_db_range(&st->reader, uid, 0, now_ms, (uint32_t)ndeletes + 1, sync_oldest_row,
+			   &c) != SQLITE_OK) {
+		c.oldest = 0;
 	}
+	oldest = c.oldest;
 	for (p = u->pending_head; p; p = p->next_user) {
-		if (!p->is_delete && p->expires_at_ms > now_ms && (oldest == 0 || p->seq < oldest)) {
+		if (!p->is_delete && p->expires_at_ms > now_ms && (oldest == 0 || p->seq < oldest) &&
+		    !sync_deleted(u, p->seq)) {
 			oldest = p->seq;
 		}
 	}

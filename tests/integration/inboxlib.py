@@ -104,6 +104,12 @@ class PigeonClient(MqttClient):
         super().__init__(*a, **kw)
         self.clean_start = clean_start
         self.session_expiry = session_expiry
+        self.session_present = None  # from the CONNACK
+
+    def _on_connect(self, client, userdata, flags, rc, properties=None):
+        with self.cv:
+            self.session_present = bool(flags.get("session present"))
+        super()._on_connect(client, userdata, flags, rc, properties)
 
     def connect(self, timeout=TIMEOUT):
         props = None

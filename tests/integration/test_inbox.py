@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import PUBACK_NOT_AUTHORIZED, PUBACK_OK, SLOW, TIMEOUT
+from harness import PUBACK_NOT_AUTHORIZED, PUBACK_OK, SLOW, TIMEOUT, wait_until
 from inboxlib import (
     CONTROL_TOPIC,
     PUBACK_ACCEPTED,
@@ -41,6 +41,30 @@ def login(mqtt, broker, keys, uid, device="phone", **kw):
 
 def now_ms():
     return int(time.time() * 1000)
+
+
+def query_db(broker, sql, *args):
+    """
+    Rows from the broker's store, read-only. Cursors and push texts have no
+    reply of their own in the protocol, so tests read them where the store
+    keeps them (docs/store.md), waiting for the store thread to write them.
+    """
+    con = sqlite3.connect(f"file:{broker.dir / 'pigeon.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return list(con.execute(sql, args))
+    finally:
+        con.close()
+
+
+def wait_for_cursors(broker, uid, want):
+    """Waits until the device cursors of uid are want ({device: seq})."""
+    got = {}
+
+    def check():
+        nonlocal got
+        got = dict(query_db(broker, "SELECT device, seq FROM cursors WHERE uid = ?", uid))
+        return got == want
+    assert wait_until(check, TIMEOUT, interval=0.05), f"cursors {got}, want {want}"
 
 
 # ------------------------------------------------------------ delivery
@@ -117,6 +141,56 @@ def test_delivery_order_is_seq_order_when_publishes_and_send_requests_interleave
                for r in bob.replies.values())
 
 
+def test_push_properties_are_stored_with_the_message(broker, keys, mqtt, pb):
+    svc = login(mqtt, broker, keys, "h-svc", role="service")
+    assert svc.chat("h-alice", b"x", push_title="New message", push_body="from h-svc") in \
+        PUBACK_ACCEPTED
+    r = svc.send("h-alice", b"y", push_title="By request", push_body="body")
+    assert r.code == REPLY_OK
+
+    def rows():
+        return query_db(broker, "SELECT seq, push_title, push_body FROM messages"
+                                " WHERE uid = ? ORDER BY seq", "h-alice")
+    want = [(1, "New message", "from h-svc"), (2, "By request", "body")]
+    assert wait_until(lambda: rows() == want, TIMEOUT, interval=0.05), rows()
+
+
+def test_bad_send_properties_are_refused_without_a_disconnect(broker, keys, mqtt, pb):
+    bob = login(mqtt, broker, keys, "j-bob")
+    assert bob.chat("j-alice", b"x", msg_id="m" * 129) == PUBACK_NOT_AUTHORIZED
+    assert bob.chat("j-alice", b"x", msg_id="") == PUBACK_NOT_AUTHORIZED
+    assert bob.chat("j-alice", b"x", ttl="-5") == PUBACK_NOT_AUTHORIZED
+    r = bob.send("j-alice", b"x", msg_id="m" * 129)
+    assert r.code == REPLY_BAD_REQUEST, r
+    r = bob.send("j-alice~", b"x")
+    assert r.code == REPLY_BAD_REQUEST and "uid" in r.error, r
+    r = bob.send("j-alice", b"x", kind=pb.KIND_UNSPECIFIED)
+    assert r.code == REPLY_BAD_REQUEST and "kind" in r.error, r
+    assert bob.client.connected
+    assert bob.chat("j-alice", b"fine", msg_id="m" * 128) in PUBACK_ACCEPTED
+    alice = login(mqtt, broker, keys, "j-alice")
+    msgs, s = alice.sync_all()
+    assert [(m.seq, m.body) for m in msgs] == [(1, b"fine")] and s.head_seq == 1
+
+
+def test_mqtt311_client_sends_by_request_and_receives_envelopes(broker, keys, mqtt, pb):
+    """Clients without MQTT 5 properties use Send for msg_id, content_type and ttl."""
+    c = mqtt.new(broker, "w-alice:old", "w-alice", keys.token("w-alice"), protocol=3)
+    assert c.connect() == 0 and c.subscribe("im/w-alice/#") == [1]
+    alice = Device(c, "w-alice", "old")
+    bob = login(mqtt, broker, keys, "w-bob")
+    r = alice.send("w-bob", b"hi", msg_id="w-1", content_type="text/plain", ttl_s=60)
+    assert r.code == REPLY_OK and r.send.seq == 1
+    (e,) = bob.wait_inbox(1)
+    assert (getattr(e, "from"), e.msg_id, e.content_type, e.body) == ("w-alice", "w-1",
+                                                                       "text/plain", b"hi")
+    assert e.expires_at_ms == e.sent_at_ms + 60000
+    assert bob.chat("w-alice", b"hello old client") == PUBACK_OK
+    (e,) = alice.wait_inbox(1)
+    assert (e.seq, e.body) == (1, b"hello old client")
+    assert alice.sync().head_seq == 1
+
+
 # ------------------------------------------------------------ instant
 
 
@@ -145,6 +219,7 @@ def test_instant_is_not_delivered_later_to_a_persistent_session(broker, keys, mq
     assert bob.instant("p-alice", b"while you were away") in PUBACK_ACCEPTED
     assert bob.chat("p-alice", b"chat while away") in PUBACK_ACCEPTED
     laptop = login(mqtt, broker, keys, "p-alice", "laptop", clean_start=False, session_expiry=300)
+    assert laptop.client.session_present  # the same session, with its QoS 1 subscription
     # A live instant after the reconnect arrives: everything before it has been flushed.
     assert bob.instant("p-alice", b"now") in PUBACK_ACCEPTED
     assert laptop.wait(lambda d: any(e.body == b"now" for e in d.inbox))
@@ -157,15 +232,6 @@ def test_instant_is_not_delivered_later_to_a_persistent_session(broker, keys, mq
 # ------------------------------------------------------------ cursors and replies
 
 
-def cursors_in_db(broker, uid):
-    """The store's cursors table (DESIGN §6 Ack): {device: seq}, read-only."""
-    con = sqlite3.connect(f"file:{broker.dir / 'pigeon.db'}?mode=ro", uri=True, timeout=5)
-    try:
-        return dict(con.execute("SELECT device, seq FROM cursors WHERE uid = ?", (uid,)))
-    finally:
-        con.close()
-
-
 def test_devices_have_independent_cursors_that_never_move_backward(broker, keys, mqtt, pb):
     phone = login(mqtt, broker, keys, "c-alice", "phone")
     laptop = login(mqtt, broker, keys, "c-alice", "laptop")
@@ -175,36 +241,21 @@ def test_devices_have_independent_cursors_that_never_move_backward(broker, keys,
     phone.wait_inbox(5)
     assert phone.ack(3).code == REPLY_OK
     assert laptop.ack(1).code == REPLY_OK
-    assert wait_for_cursors(broker, "c-alice", {"phone": 3, "laptop": 1})
+    wait_for_cursors(broker, "c-alice", {"phone": 3, "laptop": 1})
     # Backward is accepted and ignored; forward moves only this device.
     assert phone.ack(2).code == REPLY_OK
     assert laptop.ack(5).code == REPLY_OK
-    assert wait_for_cursors(broker, "c-alice", {"phone": 3, "laptop": 5})
+    wait_for_cursors(broker, "c-alice", {"phone": 3, "laptop": 5})
     # Beyond the head: an error, and nothing moves.
     r = phone.ack(6)
     assert r.code == REPLY_BAD_REQUEST and "head" in r.error, r
     assert phone.ack(4).code == REPLY_OK
-    assert wait_for_cursors(broker, "c-alice", {"phone": 4, "laptop": 5})
+    wait_for_cursors(broker, "c-alice", {"phone": 4, "laptop": 5})
     # Sync is not affected by cursors: every device can still read everything.
     msgs, s = laptop.sync_all()
     assert [m.seq for m in msgs] == [1, 2, 3, 4, 5] and s.head_seq == 5
 
 
-def wait_for_cursors(broker, uid, want):
-    got = {}
-
-    def check():
-        nonlocal got
-        got = cursors_in_db(broker, uid)
-        return got == want
-    ok = harness_wait(check)
-    assert ok, f"cursors {got}, want {want}"
-    return ok
-
-
-def harness_wait(pred, timeout=TIMEOUT):
-    from harness import wait_until
-    return wait_until(pred, timeout, interval=0.05)
 
 
 def test_sync_reply_reaches_only_the_requesting_device(broker, keys, mqtt, pb):
@@ -347,7 +398,7 @@ def test_send_rate_limit_gives_0x87_and_429_then_recovers(strict, keys, mqtt, pb
     # The bucket refills at 5 per second.
     time.sleep(0.5)
     assert bob.chat("l-alice", b"later") == PUBACK_OK
-    envs = alice.wait_inbox(accepted + 2)
+    alice.wait_inbox(accepted + 2)
     assert [e.seq for e in alice.quiet_inbox(0.2)] == list(range(1, accepted + 3))
 
 

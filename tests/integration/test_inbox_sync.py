@@ -74,10 +74,12 @@ def test_ten_thousand_messages_arrive_exactly_once_and_in_order_across_reconnect
         brokers, keys, mqtt, pb):
     """
     A service sends 10,000 chats as fast as PUBACKs allow while the user
-    connects and disconnects (clean and persistent sessions alternately).
-    Each connection syncs from what the client has, then takes live
-    deliveries; the client merges by seq. Every message is there exactly
-    once, in the order sent, and live delivery is in seq order.
+    connects and disconnects: two clean sessions, then a persistent one
+    (clean_start=False, expiry 300 s) and its resumption, and again. Each
+    connection syncs from what the client has, then takes live deliveries
+    (a resumed session also gets what was in flight); the client merges by
+    seq. Every message is there exactly once, in the order sent, and live
+    delivery is in seq order.
     """
     n = 10000
     b = start_inbox_broker(brokers, keys, "tenk", send_rate=0, max_per_user=n)
@@ -85,7 +87,7 @@ def test_ten_thousand_messages_arrive_exactly_once_and_in_order_across_reconnect
     infos = [svc.client.publish_nowait("im/k-alice/chat", b"m%05d" % i) for i in range(n)]
     got = {}             # seq -> body
     seqs_of_body = {}    # body -> set of seqs (a message stored twice would show here)
-    live = synced = 0
+    live = synced = resumed = 0
     cycle = 0
     deadline = time.monotonic() + 90 * SLOW
 
@@ -99,9 +101,10 @@ def test_ten_thousand_messages_arrive_exactly_once_and_in_order_across_reconnect
 
     while cycle < 6 or not all_acked():
         assert time.monotonic() < deadline, f"not done in time: {len(got)} of {n} after {cycle}"
-        persistent = cycle % 2 == 1
+        persistent = cycle % 4 in (2, 3)
         alice = login(mqtt, b, keys, "k-alice", clean_start=not persistent,
                       session_expiry=300 if persistent else None)
+        resumed += bool(alice.client.session_present)
         msgs, s = alice.sync_all(after_seq=contiguous(got))
         synced += len(msgs)
         for m in msgs:
@@ -128,7 +131,7 @@ def test_ten_thousand_messages_arrive_exactly_once_and_in_order_across_reconnect
     assert [got[i] for i in range(1, n + 1)] == [b"m%05d" % i for i in range(n)]
     assert all(len(v) == 1 for v in seqs_of_body.values()), "a message was stored twice"
     # Both paths carried messages (the test exercised what it claims to).
-    assert live > 0 and synced > 0, (live, synced)
+    assert live > 0 and synced > 0 and resumed > 0, (live, synced, resumed)
 
 
 # ------------------------------------------------------------ retention

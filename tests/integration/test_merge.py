@@ -108,3 +108,25 @@ def test_users_may_not_send_notifications(broker, keys, mqtt, pb):
     alice = login(mqtt, broker, keys, "w-alice")
     s = alice.sync()
     assert (list(s.messages), s.head_seq) == ([], 0)
+
+
+def test_sync_right_after_a_merge_skips_the_replaced_notifications(broker, keys, mqtt, pb):
+    """
+    A sync pipelined right behind the sends is answered before the store
+    thread has written them: what it returns (and oldest_seq) must already
+    leave out the replaced notifications.
+    """
+    svc = login(mqtt, broker, keys, "p-svc", role="service")  # sends to itself
+    c = svc.client
+    head = 0
+    for rnd in range(20):
+        for i in range(10):
+            c.publish_nowait("im/p-svc/notify/t%d" % rnd, b"%d/%d" % (rnd, i))
+        head += 10
+        rid = 900000 + rnd
+        req = pb.Request(id=rid, sync=pb.SyncRequest(after_seq=head - 10))
+        c.publish_nowait("$CONTROL/pigeon/v1", req.SerializeToString())
+        assert svc.wait(lambda d: rid in d.replies), f"no reply {rid}"
+        s = svc.replies[rid].sync
+        assert [(m.seq, m.merged, m.body) for m in s.messages] == [(head, 9, b"%d/9" % rnd)]
+        assert (s.head_seq, s.oldest_seq) == (head, 10), f"round {rnd}: {s}"
