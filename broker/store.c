@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <uthash.h>
 
@@ -69,6 +70,14 @@ struct store_dedup {
 	size_t keylen;
 	char key[]; /* from '\0' msg_id */
 };
+
+static int64_t store_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---------- user state ---------- */
 
@@ -259,6 +268,22 @@ static size_t dedup_key(char *buf, size_t cap, const char *from, const char *msg
 	return fl + 1 + ml;
 }
 
+/* Bloom filter sizing: 2^24 bits (2 MiB) a generation, 7 probes: under 1%
+ * false positives up to ~1.7 million keys a window; beyond, more lookups. */
+#define STORE_BLOOM_LOG2_BITS 24
+#define STORE_BLOOM_PROBES 7
+
+static void dedup_bloom_load(const char *sender, const char *msg_id, void *ud)
+{
+	struct pg_store *st = ud;
+	char key[PG_IDENT_MAX + 1 + STORE_MSG_ID_MAX];
+	size_t klen = dedup_key(key, sizeof(key), sender, msg_id);
+
+	if (klen) {
+		pg_bloom_add(&st->bloom[st->bloom_cur], key, klen);
+	}
+}
+
 static int dedup_lookup(struct pg_store *st, const char *from, const char *msg_id, int64_t now_ms,
 			uint64_t *seq, bool *found)
 {
@@ -273,6 +298,10 @@ static int dedup_lookup(struct pg_store *st, const char *from, const char *msg_i
 		*found = true;
 		return 0;
 	}
+	if (!pg_bloom_maybe(&st->bloom[0], key, klen) && !pg_bloom_maybe(&st->bloom[1], key, klen)) {
+		*found = false;
+		return 0;
+	}
 	return store_db_dedup_find(&st->reader, from, msg_id, since, seq, found) == SQLITE_OK ? 0
 												   : -1;
 }
@@ -284,6 +313,7 @@ static void dedup_remember(struct pg_store *st, const char *from, const char *ms
 	size_t klen = dedup_key(key, sizeof(key), from, msg_id);
 	struct store_dedup *d = malloc(sizeof(*d) + klen);
 
+	pg_bloom_add(&st->bloom[st->bloom_cur], key, klen);
 	if (d == NULL) {
 		return; /* only costs a SQLite lookup later */
 	}
@@ -400,6 +430,17 @@ int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char
 		goto fail;
 	}
 	pg_journal_trim(st->db_path, atomic_load(&st->applied_lsn));
+	if (pg_bloom_init(&st->bloom[0], STORE_BLOOM_LOG2_BITS, STORE_BLOOM_PROBES) != 0 ||
+	    pg_bloom_init(&st->bloom[1], STORE_BLOOM_LOG2_BITS, STORE_BLOOM_PROBES) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	st->bloom_rotated_ms = store_now_ms();
+	if (store_db_dedup_keys(&st->reader, st->bloom_rotated_ms - (int64_t)cfg->dedup_window_s * 1000,
+				dedup_bloom_load, st) != SQLITE_OK) {
+		snprintf(err, errlen, "loading dedup keys: %s", store_db_errmsg(&st->reader));
+		goto fail;
+	}
 	if (store_thread_start(st) != 0) {
 		snprintf(err, errlen, "cannot start the store thread: %s", strerror(errno));
 		goto fail;
@@ -407,6 +448,8 @@ int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char
 	*out = st;
 	return 0;
 fail:
+	pg_bloom_free(&st->bloom[0]);
+	pg_bloom_free(&st->bloom[1]);
 	pg_journal_close(st->journal);
 	store_db_close(&st->reader);
 	store_db_close(&st->writer);
@@ -442,6 +485,8 @@ void pg_store_close(struct pg_store *st)
 		HASH_DEL(st->dedup, d);
 		free(d);
 	}
+	pg_bloom_free(&st->bloom[0]);
+	pg_bloom_free(&st->bloom[1]);
 	store_db_close(&st->reader);
 	store_db_close(&st->writer);
 	store_queue_destroy(&st->q);
@@ -929,8 +974,13 @@ void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, vo
 
 void pg_store_tick(struct pg_store *st, int64_t now_ms)
 {
-	(void)now_ms;
 	pending_trim(st);
+	/* A key stays in the filters one to two windows: at least its window. */
+	if (now_ms - st->bloom_rotated_ms >= (int64_t)st->cfg.dedup_window_s * 1000) {
+		st->bloom_cur ^= 1;
+		pg_bloom_clear(&st->bloom[st->bloom_cur]);
+		st->bloom_rotated_ms = now_ms;
+	}
 }
 
 void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *o)

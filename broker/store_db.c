@@ -76,6 +76,7 @@ static const char *const sql_text[SQL_NSTMTS] = {
 	[SQL_DEDUP_FIND] = "SELECT seq FROM dedup WHERE sender = ?1 AND msg_id = ?2"
 			   " AND created_ms >= ?3",
 	[SQL_DEDUP_PRUNE] = "DELETE FROM dedup WHERE created_ms < ?1",
+	[SQL_DEDUP_KEYS] = "SELECT sender, msg_id FROM dedup WHERE created_ms >= ?1",
 	[SQL_PRESENCE_ON] = "INSERT OR IGNORE INTO presence(uid) VALUES(?1)",
 	[SQL_PRESENCE_OFF] = "DELETE FROM presence WHERE uid = ?1",
 	[SQL_PRESENCE_ALL] = "SELECT uid FROM presence",
@@ -578,5 +579,24 @@ int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *
 		fn((const char *)sqlite3_column_text(st, 0), ud);
 	}
 	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
+			void (*fn)(const char *sender, const char *msg_id, void *ud), void *ud)
+{
+	sqlite3_stmt *st = d->stmt[SQL_DEDUP_KEYS];
+	int rc;
+
+	sqlite3_bind_int64(st, 1, since_ms);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *sender = (const char *)sqlite3_column_text(st, 0);
+		const char *msg_id = (const char *)sqlite3_column_text(st, 1);
+		if (sender && msg_id) {
+			fn(sender, msg_id, ud);
+		}
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }

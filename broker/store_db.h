@@ -35,6 +35,7 @@ enum store_stmt {
 	SQL_DEDUP_INSERT,
 	SQL_DEDUP_FIND,
 	SQL_DEDUP_PRUNE,
+	SQL_DEDUP_KEYS,
 	SQL_PRESENCE_ON,
 	SQL_PRESENCE_OFF,
 	SQL_PRESENCE_ALL,
@@ -114,6 +115,9 @@ int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int6
 /* The seq under (sender, msg_id) created at or after since_ms; *found false if none. */
 int store_db_dedup_find(struct store_db *d, const char *sender, const char *msg_id,
 			int64_t since_ms, uint64_t *seq, bool *found);
+/* Calls fn for every dedup entry created at or after since_ms. */
+int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
+			void (*fn)(const char *sender, const char *msg_id, void *ud), void *ud);
 int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *ud), void *ud);
 
 #endif

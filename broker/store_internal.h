@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bloom.h"
 #include "journal.h"
 #include "store.h"
 #include "store_db.h"
@@ -52,6 +53,15 @@ struct pg_store {
 
 	struct store_user *users;         /* uthash by uid */
 	struct store_dedup *dedup;        /* uthash: (from, msg_id) not yet applied */
+	/*
+	 * Every dedup key of the last one to two windows: generation `bloom_cur`
+	 * takes new keys, the other holds the previous window's; they swap
+	 * (the older cleared) once a window. A miss in both means "new" without
+	 * asking SQLite.
+	 */
+	struct pg_bloom bloom[2];
+	int bloom_cur;
+	int64_t bloom_rotated_ms;
 	struct store_pending *fifo_head;  /* every pending entry, in LSN order */
 	struct store_pending *fifo_tail;
 

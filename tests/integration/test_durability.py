@@ -60,3 +60,31 @@ def test_kill9_during_a_qos1_storm_loses_no_acknowledged_message(brokers, keys, 
     envs = bob.wait_inbox(2)
     assert [(e.seq, e.body) for e in envs] == [(s.head_seq + 1, b"after restart"),
                                                (s.head_seq + 2, b"and live")]
+
+
+def test_dedup_and_cursors_survive_kill9(brokers, keys, mqtt, pb):
+    b = start_inbox_broker(brokers, keys, "dedup")
+    svc = Device.login(mqtt, b, keys, "e-svc", role="service")
+    alice = Device.login(mqtt, b, keys, "e-alice")
+    seqs = [svc.send("e-alice", b"%d" % i, msg_id="e-%d" % i).send.seq for i in range(50)]
+    assert seqs == list(range(1, 51))
+    for i in range(3):
+        assert svc.notify("e-alice", "like", b"like %d" % i) in PUBACK_ACCEPTED
+    assert alice.ack(53).code == REPLY_OK  # alice has seen everything
+    b.kill9()
+    mqtt.close_all()
+    b.restart()
+    svc = Device.login(mqtt, b, keys, "e-svc", role="service")
+    # Resends are still recognised, with their original seq.
+    for i in (0, 29, 49):
+        r = svc.send("e-alice", b"resent", msg_id="e-%d" % i)
+        assert (r.code, r.send.seq, r.send.duplicate) == (REPLY_OK, i + 1, True), r
+    r = svc.send("e-alice", b"new", msg_id="e-50")
+    assert (r.send.seq, r.send.duplicate) == (54, False)
+    # The cursor survived: the "like" it covered is not counted as unread.
+    assert svc.notify("e-alice", "like", b"like after restart") in PUBACK_ACCEPTED
+    alice = Device.login(mqtt, b, keys, "e-alice")
+    msgs, s = alice.sync_all(after_seq=50)
+    assert [(m.seq, m.body, m.merged) for m in msgs] == [(54, b"new", 0),
+                                                        (55, b"like after restart", 0)]
+    assert alice.ack(56).code == 400 and alice.ack(55).code == REPLY_OK

@@ -320,6 +320,19 @@ def test_send_request_resend_returns_the_original_seq_as_duplicate(broker, keys,
         (1, b"zero"), (2, b"one"), (3, b"two")]
 
 
+def test_msg_id_is_accepted_again_after_the_dedup_window(brokers, keys, mqtt, pb):
+    b = start_inbox_broker(brokers, keys, "window", dedup_window_s=1)
+    bob = login(mqtt, b, keys, "x-bob")
+    r1 = bob.send("x-alice", b"one", msg_id="k")
+    r2 = bob.send("x-alice", b"one again", msg_id="k")
+    assert (r1.send.seq, r2.send.seq, r2.send.duplicate) == (1, 1, True)
+    time.sleep(1.3)
+    r3 = bob.send("x-alice", b"one, a day later", msg_id="k")
+    assert (r3.code, r3.send.seq, r3.send.duplicate) == (REPLY_OK, 2, False)
+    r4 = bob.send("x-alice", b"and its resend", msg_id="k")
+    assert (r4.send.seq, r4.send.duplicate) == (2, True)
+
+
 # ------------------------------------------------------------ bad input
 
 
