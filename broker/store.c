@@ -121,6 +121,24 @@ static void load_cursor(const char *device, uint64_t seq, void *ud)
 	}
 }
 
+static void store_user_free(struct store_user *u)
+{
+	struct notify_slot *s, *stmp;
+	struct device_cursor *c, *ctmp;
+
+	HASH_ITER(hh, u->slots, s, stmp)
+	{
+		HASH_DEL(u->slots, s);
+		free(s);
+	}
+	HASH_ITER(hh, u->cursors, c, ctmp)
+	{
+		HASH_DEL(u->cursors, c);
+		free(c);
+	}
+	free(u);
+}
+
 /* The in-memory state of uid, loaded from SQLite on first use. NULL on failure. */
 static struct store_user *store_user_get(struct pg_store *st, const char *uid)
 {
@@ -142,42 +160,13 @@ static struct store_user *store_user_get(struct pg_store *st, const char *uid)
 	if (store_db_user_head(&st->reader, uid, &u->head) != SQLITE_OK ||
 	    store_db_notify_slots(&st->reader, uid, load_slot, u) != SQLITE_OK ||
 	    store_db_cursors(&st->reader, uid, load_cursor, u) != SQLITE_OK) {
-		struct notify_slot *s, *stmp;
-		struct device_cursor *c, *ctmp;
-		HASH_ITER(hh, u->slots, s, stmp)
-		{
-			HASH_DEL(u->slots, s);
-			free(s);
-		}
-		HASH_ITER(hh, u->cursors, c, ctmp)
-		{
-			HASH_DEL(u->cursors, c);
-			free(c);
-		}
-		free(u);
+		store_user_free(u);
 		return NULL;
 	}
 	HASH_ADD_STR(st->users, uid, u);
 	return u;
 }
 
-static void store_user_free(struct store_user *u)
-{
-	struct notify_slot *s, *stmp;
-	struct device_cursor *c, *ctmp;
-
-	HASH_ITER(hh, u->slots, s, stmp)
-	{
-		HASH_DEL(u->slots, s);
-		free(s);
-	}
-	HASH_ITER(hh, u->cursors, c, ctmp)
-	{
-		HASH_DEL(u->cursors, c);
-		free(c);
-	}
-	free(u);
-}
 
 /* ---------- pending entries ---------- */
 

@@ -12,18 +12,6 @@
 #include "acl.h"
 #include "sessions.h"
 
-int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
-{
-	int i;
-
-	for (i = 0; i < supported_version_count; i++) {
-		if (supported_versions[i] == 5) {
-			return 5;
-		}
-	}
-	return -1;
-}
-
 /*
  * SIGHUP. Mosquitto 2.0.11 passes no options here and stops at the first
  * RELOAD callback that does not defer, so this re-reads the files the start

@@ -12,18 +12,6 @@
 
 #include "topic.h"
 
-int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
-{
-	int i;
-
-	for (i = 0; i < supported_version_count; i++) {
-		if (supported_versions[i] == 5) {
-			return 5;
-		}
-	}
-	return -1;
-}
-
 static int inbox_tick_cb(int event, void *event_data, void *userdata)
 {
 	struct inbox_plugin *ip = userdata;

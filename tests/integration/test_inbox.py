@@ -415,6 +415,24 @@ def test_send_rate_limit_gives_0x87_and_429_then_recovers(strict, keys, mqtt, pb
     assert [e.seq for e in alice.quiet_inbox(0.2)] == list(range(1, accepted + 3))
 
 
+def test_sighup_reload_keeps_the_inbox_and_its_state(brokers, keys, mqtt, pb):
+    b = start_inbox_broker(brokers, keys, "reload")
+    alice = login(mqtt, b, keys, "h-alice")
+    svc = login(mqtt, b, keys, "h-svc", role="service")
+    assert svc.chat("h-alice", b"before", msg_id="h-1") == PUBACK_OK
+    mark = b.mark()
+    b.reload()
+    b.expect_log(r"Reloading config", mark)
+    # Same connections, same store: seq continues, dedup remembers.
+    assert svc.chat("h-alice", b"before (resent)", msg_id="h-1") in PUBACK_ACCEPTED
+    assert svc.chat("h-alice", b"after") == PUBACK_OK
+    envs = alice.wait_inbox(2)
+    assert [(e.seq, e.body) for e in alice.quiet_inbox(0.2)] == [(1, b"before"), (2, b"after")]
+    assert [e.seq for e in envs] == [1, 2]
+    msgs, s = alice.sync_all()
+    assert [m.body for m in msgs] == [b"before", b"after"] and s.head_seq == 2
+
+
 # ------------------------------------------------------------ $SYS
 
 

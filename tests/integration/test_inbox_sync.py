@@ -62,6 +62,19 @@ def test_sync_of_a_user_without_messages_is_empty(broker, keys, mqtt, pb):
     assert (list(s.messages), s.more, s.head_seq, s.oldest_seq) == ([], False, 0, 1)
 
 
+def test_sync_pages_large_bodies_by_size(broker, keys, mqtt, pb):
+    """A SyncReply carries about 256 KiB of bodies at most (at least one message)."""
+    svc = login(mqtt, broker, keys, "b-svc", role="service")
+    bodies = [bytes([65 + i]) * 60000 for i in range(10)]
+    for body in bodies:
+        assert svc.chat("b-alice", body) in PUBACK_ACCEPTED
+    alice = login(mqtt, broker, keys, "b-alice")
+    s = alice.sync()
+    assert 1 <= len(s.messages) <= 256 * 1024 // 60000 and s.more
+    msgs, s = alice.sync_all()
+    assert [m.body for m in msgs] == bodies and not s.more
+
+
 def contiguous(got):
     """The highest seq s such that 1..s are all in got."""
     s = 0
@@ -144,9 +157,12 @@ def retention(module_brokers, keys):
                               max_per_user=5)
 
 
+def sleep_until_ms(t_ms):
+    time.sleep(max(0.0, t_ms / 1000 - time.time()))
+
+
 def test_expired_messages_leave_sync_and_oldest_seq_tells_the_client(retention, keys, mqtt, pb):
     svc = login(mqtt, retention, keys, "t-svc", role="service")
-    t0 = time.time()
     assert svc.chat("t-alice", b"one second", ttl=1) in PUBACK_ACCEPTED
     assert svc.chat("t-alice", b"default (3 s)") in PUBACK_ACCEPTED
     r = svc.send("t-alice", b"one second by Send", ttl_s=1)
@@ -160,14 +176,17 @@ def test_expired_messages_leave_sync_and_oldest_seq_tells_the_client(retention, 
     assert [m.seq for m in s.messages] == [1, 2, 3, 4] and s.oldest_seq == 1
     sent = {m.seq: m for m in s.messages}
     assert sent[1].expires_at_ms == sent[1].sent_at_ms + 1000
+    assert sent[3].expires_at_ms == sent[3].sent_at_ms + 1000
+    assert sent[2].expires_at_ms == sent[2].sent_at_ms + 3000
     assert sent[4].expires_at_ms == sent[4].sent_at_ms + 3000  # capped at ttl_s
 
-    time.sleep(max(0, t0 + 1.2 - time.time()))
+    sleep_until_ms(max(sent[1].expires_at_ms, sent[3].expires_at_ms) + 100)
+    assert time.time() * 1000 < sent[2].expires_at_ms
     s = alice.sync()
     assert [m.body for m in s.messages] == [b"default (3 s)", b"ttl above the maximum"]
     assert (s.oldest_seq, s.head_seq) == (2, 4)
 
-    time.sleep(max(0, t0 + 3.3 - time.time()))
+    sleep_until_ms(sent[4].expires_at_ms + 100)
     s = alice.sync()
     assert (list(s.messages), s.oldest_seq, s.head_seq) == ([], 5, 4)
     # Expiry frees no seq: the next message takes 5.

@@ -87,6 +87,21 @@ def test_quick_reconnect_makes_no_event_and_offline_follows_the_grace(broker, ke
     assert ps[2].online and [d.device for d in ps[2].devices] == ["tablet"]
 
 
+def test_session_takeover_makes_no_presence_event(broker, keys, mqtt, pb):
+    """A second connection with the same client id replaces the first one."""
+    w = watch(mqtt, broker, keys, "watcher-6")
+    old = login(mqtt, broker, keys, "t-alice", "phone")
+    wait_events(w, "t-alice", 1)
+    new = login(mqtt, broker, keys, "t-alice", "phone")
+    assert old.client.wait_disconnected()
+    time.sleep(GRACE_S + 0.5)
+    assert [p.online for p in events(w, "t-alice")] == [True]
+    # The new connection is the one that counts: it leaving turns the user offline.
+    new.close()
+    ps = wait_events(w, "t-alice", 2, timeout=GRACE_S + 5 * SLOW)
+    assert [p.online for p in ps] == [True, False]
+
+
 def test_no_user_is_left_online_after_a_broker_crash(brokers, keys, mqtt, pb):
     b = start_inbox_broker(brokers, keys, "crash", presence_grace_ms=int(GRACE_S * 1000))
     w = watch(mqtt, b, keys, "watcher-4")
