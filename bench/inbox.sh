@@ -93,6 +93,7 @@ start_broker() {
 		listener $p 127.0.0.1
 		$user_line
 		persistence false
+		set_tcp_nodelay true
 		max_queued_messages 1000
 		log_dest file $tmp/$name.log
 		log_type error

@@ -41,6 +41,7 @@ cat >"$conf" <<CONF
 # commented list of options.
 listener $port $bind
 allow_anonymous false
+set_tcp_nodelay true
 $user_line
 log_dest stdout
 log_type error

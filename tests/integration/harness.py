@@ -135,6 +135,7 @@ class Broker:
             "# written by tests/integration/harness.py",
             "per_listener_settings false",
             "allow_anonymous false",
+            "set_tcp_nodelay true",
             f"listener {self.port} 127.0.0.1",
             f"log_dest file {self.log_path}",
             "log_type all",
