@@ -59,8 +59,12 @@ struct store_user {
 	struct notify_slot *slots;
 	struct device_cursor *cursors;
 	struct store_pending *pending_head, *pending_tail;
+	int64_t used_ms; /* last accept / ack / sync / head / unread */
 	UT_hash_handle hh;
 };
+
+/* Users untouched this long, with nothing pending, leave memory (reloaded on use). */
+#define STORE_USER_IDLE_MS (10 * 60 * 1000)
 
 struct store_dedup {
 	uint64_t lsn;
@@ -146,6 +150,7 @@ static struct store_user *store_user_get(struct pg_store *st, const char *uid)
 
 	HASH_FIND_STR(st->users, uid, u);
 	if (u != NULL) {
+		u->used_ms = store_now_ms();
 		return u;
 	}
 	u = calloc(1, sizeof(*u));
@@ -163,6 +168,7 @@ static struct store_user *store_user_get(struct pg_store *st, const char *uid)
 		store_user_free(u);
 		return NULL;
 	}
+	u->used_ms = store_now_ms();
 	HASH_ADD_STR(st->users, uid, u);
 	return u;
 }
@@ -708,20 +714,48 @@ struct sync_item {
 struct sync_ctx {
 	struct sync_item *items;
 	size_t n, cap;
-	const struct store_user *u;
+	uint64_t *deleted; /* seqs of the user's pending deletes, sorted */
+	size_t ndeleted;
 	uint64_t oldest; /* sync_oldest_row's result (0: none found) */
 };
 
-static bool sync_deleted(const struct store_user *u, uint64_t seq)
+static int seq_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* True if a pending delete (a replaced notification) removes seq. */
+static bool sync_deleted(const struct sync_ctx *c, uint64_t seq)
+{
+	return c->ndeleted > 0 &&
+	       bsearch(&seq, c->deleted, c->ndeleted, sizeof(*c->deleted), seq_cmp) != NULL;
+}
+
+/* Collects the user's pending deletes into c (sorted). 0, or -1 without memory. */
+static int sync_collect_deletes(struct sync_ctx *c, const struct store_user *u)
 {
 	const struct store_pending *p;
+	size_t n = 0;
 
 	for (p = u->pending_head; p; p = p->next_user) {
-		if (p->is_delete && p->seq == seq) {
-			return true;
+		n += p->is_delete;
+	}
+	if (n == 0) {
+		return 0;
+	}
+	c->deleted = malloc(n * sizeof(*c->deleted));
+	if (c->deleted == NULL) {
+		return -1;
+	}
+	for (p = u->pending_head; p; p = p->next_user) {
+		if (p->is_delete) {
+			c->deleted[c->ndeleted++] = p->seq;
 		}
 	}
-	return false;
+	qsort(c->deleted, c->ndeleted, sizeof(*c->deleted), seq_cmp);
+	return 0;
 }
 
 static int sync_add(struct sync_ctx *c, uint64_t seq, const void *env, size_t len)
@@ -751,7 +785,7 @@ static int sync_row(uint64_t seq, const void *env, size_t len, void *ud)
 {
 	struct sync_ctx *c = ud;
 
-	if (sync_deleted(c->u, seq)) {
+	if (sync_deleted(c, seq)) {
 		return 0;
 	}
 	return sync_add(c, seq, env, len);
@@ -764,7 +798,7 @@ static int sync_oldest_row(uint64_t seq, const void *env, size_t len, void *ud)
 
 	(void)env;
 	(void)len;
-	if (sync_deleted(c->u, seq)) {
+	if (sync_deleted(c, seq)) {
 		return 0;
 	}
 	c->oldest = seq;
@@ -800,7 +834,7 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	Pigeon__SyncReply *r;
 	struct store_user *u;
 	const struct store_pending *p;
-	uint64_t oldest = 0, ndeletes = 0, sql_limit;
+	uint64_t oldest = 0, ndeletes, sql_limit;
 	size_t i, kept = 0, bytes = 0;
 	bool sql_full;
 
@@ -814,10 +848,10 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	}
 	st->syncs++;
 	pending_trim(st);
-	c.u = u;
-	for (p = u->pending_head; p; p = p->next_user) {
-		ndeletes += p->is_delete;
+	if (sync_collect_deletes(&c, u) != 0) {
+		goto io;
 	}
+	ndeletes = c.ndeleted;
 	sql_limit = (uint64_t)limit + ndeletes + 1;
 	if (store_db_range(&st->reader, uid, after_seq, now_ms, (uint32_t)sql_limit, sync_row, &c) !=
 	    SQLITE_OK) {
@@ -826,7 +860,7 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	sql_full = c.n + ndeletes >= sql_limit;
 	for (p = u->pending_head; p; p = p->next_user) {
 		if (!p->is_delete && p->seq > after_seq && p->expires_at_ms > now_ms &&
-		    !sync_deleted(u, p->seq) && sync_add(&c, p->seq, p->env, p->env_len) != 0) {
+		    !sync_deleted(&c, p->seq) && sync_add(&c, p->seq, p->env, p->env_len) != 0) {
 			goto io;
 		}
 	}
@@ -879,10 +913,11 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	oldest = c.oldest;
 	for (p = u->pending_head; p; p = p->next_user) {
 		if (!p->is_delete && p->expires_at_ms > now_ms && (oldest == 0 || p->seq < oldest) &&
-		    !sync_deleted(u, p->seq)) {
+		    !sync_deleted(&c, p->seq)) {
 			oldest = p->seq;
 		}
 	}
+	free(c.deleted);
 	r->oldest_seq = oldest ? oldest : u->head + 1;
 	*out = r;
 	return PG_STORE_OK;
@@ -891,6 +926,7 @@ io:
 		pigeon__envelope__free_unpacked(c.items[i].env, NULL);
 	}
 	free(c.items);
+	free(c.deleted);
 	return PG_STORE_IO;
 }
 
@@ -961,9 +997,34 @@ void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, vo
 	store_db_online_users(&st->reader, fn, ud);
 }
 
+/*
+ * Drops idle users' state from memory. Safe only with nothing pending: then
+ * SQLite has everything, and a reload rebuilds the same state.
+ */
+static void store_evict_idle(struct pg_store *st, int64_t now_ms)
+{
+	struct store_user *u, *tmp;
+
+	/* Acks are not kept as pending entries: sweep only when all is applied. */
+	if (atomic_load(&st->applied_lsn) != st->next_lsn - 1) {
+		return;
+	}
+	HASH_ITER(hh, st->users, u, tmp)
+	{
+		if (u->pending_head == NULL && now_ms - u->used_ms > STORE_USER_IDLE_MS) {
+			HASH_DEL(st->users, u);
+			store_user_free(u);
+		}
+	}
+}
+
 void pg_store_tick(struct pg_store *st, int64_t now_ms)
 {
 	pending_trim(st);
+	if (now_ms - st->evicted_ms >= 60 * 1000) {
+		store_evict_idle(st, now_ms);
+		st->evicted_ms = now_ms;
+	}
 	/* A key stays in the filters one to two windows: at least its window. */
 	if (now_ms - st->bloom_rotated_ms >= (int64_t)st->cfg.dedup_window_s * 1000) {
 		st->bloom_cur ^= 1;

@@ -63,7 +63,6 @@ static const char *const sql_text[SQL_NSTMTS] = {
 			   " WHERE expires_at_ms <= ?1 LIMIT ?2) RETURNING uid",
 	[SQL_MSG_RANGE] = "SELECT seq, envelope FROM messages WHERE uid = ?1 AND seq > ?2"
 			  " AND expires_at_ms > ?3 ORDER BY seq LIMIT ?4",
-	[SQL_MSG_OLDEST] = "SELECT min(seq) FROM messages WHERE uid = ?1 AND expires_at_ms > ?2",
 	[SQL_MSG_COUNT_ABOVE] = "SELECT count(*) FROM messages WHERE uid = ?1 AND seq > ?2"
 				" AND expires_at_ms > ?3",
 	[SQL_MSG_NOTIFY_SLOTS] = "SELECT type, seq, merged, expires_at_ms FROM messages"
@@ -540,11 +539,6 @@ static int store_db_scalar(sqlite3_stmt *st, const char *uid, int64_t a, int64_t
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-int store_db_oldest(struct store_db *d, const char *uid, int64_t now_ms, uint64_t *seq)
-{
-	return store_db_scalar(d->stmt[SQL_MSG_OLDEST], uid, now_ms, 0, 2, seq);
 }
 
 int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,

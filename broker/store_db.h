@@ -27,7 +27,6 @@ enum store_stmt {
 	SQL_MSG_CAP,
 	SQL_MSG_EXPIRE,
 	SQL_MSG_RANGE,
-	SQL_MSG_OLDEST,
 	SQL_MSG_COUNT_ABOVE,
 	SQL_MSG_NOTIFY_SLOTS,
 	SQL_CURSOR_SET,
@@ -107,8 +106,6 @@ int store_db_cursors(struct store_db *d, const char *uid,
 int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t now_ms,
 		   uint32_t limit,
 		   int (*fn)(uint64_t seq, const void *env, size_t len, void *ud), void *ud);
-/* Lowest stored, unexpired seq of uid (0 if none). */
-int store_db_oldest(struct store_db *d, const char *uid, int64_t now_ms, uint64_t *seq);
 /* Number of stored, unexpired messages of uid above seq. */
 int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
 			 uint64_t *n);

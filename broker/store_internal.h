@@ -62,6 +62,7 @@ struct pg_store {
 	struct pg_bloom bloom[2];
 	int bloom_cur;
 	int64_t bloom_rotated_ms;
+	int64_t evicted_ms; /* last sweep of idle users */
 	struct store_pending *fifo_head;  /* every pending entry, in LSN order */
 	struct store_pending *fifo_tail;
 

@@ -65,6 +65,7 @@ struct inbox_plugin {
 	bool routed_via_queue;          /* a broker_publish delivery this loop iteration */
 	bool started;                   /* first tick done (startup presence reset) */
 	int64_t next_sys_ms;
+	int64_t rates_pruned_ms;
 };
 
 int64_t inbox_now_ms(void);
@@ -86,6 +87,8 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 	       const char **why);
 const char *inbox_refusal_name(enum inbox_refusal r);
 void inbox_rates_free(struct inbox_plugin *ip);
+/* Forgets send buckets idle long enough to be full again. */
+void inbox_rates_prune(struct inbox_plugin *ip, int64_t now_ms);
 
 /* requests.c */
 int inbox_control_cb(int event, void *event_data, void *userdata);

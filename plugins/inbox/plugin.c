@@ -26,6 +26,10 @@ static int inbox_tick_cb(int event, void *event_data, void *userdata)
 	pg_store_tick(ip->store, now);
 	inbox_presence_tick(ip, now);
 	inbox_counters_tick(ip, now);
+	if (now - ip->rates_pruned_ms >= 60 * 1000) {
+		inbox_rates_prune(ip, now);
+		ip->rates_pruned_ms = now;
+	}
 	return MOSQ_ERR_SUCCESS;
 }
 

@@ -70,6 +70,21 @@ static bool inbox_rate_ok(struct inbox_plugin *ip, const char *uid, int64_t now_
 }
 
 /* Frees every send bucket: at cleanup, so that the broker exits without leaks. */
+void inbox_rates_prune(struct inbox_plugin *ip, int64_t now_ms)
+{
+	struct rate_user *r, *tmp;
+	/* After burst/rate seconds idle a bucket is full again: same as a new one. */
+	int64_t refill_ms = ip->cfg.send_rate ? 1000LL * ip->cfg.send_burst / ip->cfg.send_rate : 0;
+
+	HASH_ITER(hh, ip->rates, r, tmp)
+	{
+		if (now_ms - r->bucket.last_ms > refill_ms) {
+			HASH_DEL(ip->rates, r);
+			free(r);
+		}
+	}
+}
+
 void inbox_rates_free(struct inbox_plugin *ip)
 {
 	struct rate_user *r, *tmp;
