@@ -193,15 +193,17 @@ run pigeon notify --count 100000 --users 1000 --types 10 --to ns || die "notify 
 
 if ((growth)); then
 	echo "## store growth: chat to a user with 1000 stored vs $fill stored"
-	run pigeon chat --count 1000 --to g1k >/dev/null || die "fill g1k failed"
 	run pigeon chat --count "$fill" --to gbig --window 1000 >/dev/null || die "fill gbig failed"
 	: >"$tmp/g1k"
 	: >"$tmp/gbig"
 	for ((r = 1; r <= rounds; r++)); do
-		for u in g1k gbig; do
+		# A fresh small inbox every round (1000 stored, untimed), then both.
+		run pigeon chat --count 1000 --to "gs$r" >/dev/null || die "fill gs$r failed"
+		sleep 2 # let the store thread catch up with the fills
+		for u in "gs$r" gbig; do
 			out=$(run pigeon chat --count "$count" --to "$u") || die "growth chat failed"
 			echo "$u $out"
-			echo "$out" | figure >>"$tmp/$u"
+			echo "$out" | figure >>"$tmp/${u/gs$r/g1k}"
 		done
 	done
 	m1=$(median <"$tmp/g1k")
