@@ -54,9 +54,11 @@ done
 
 if ((do_build)); then
 	echo "# building in $build" >&2
+	mkdir -p "$build"
 	cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPIGEON_WERROR=ON \
-		>"$build.log" 2>&1 || die "cmake failed, see $build.log"
-	cmake --build "$build" -j"$(nproc)" >>"$build.log" 2>&1 || die "build failed, see $build.log"
+		>"$build/bench-build.log" 2>&1 || die "cmake failed, see $build/bench-build.log"
+	cmake --build "$build" -j"$(nproc)" >>"$build/bench-build.log" 2>&1 ||
+		die "build failed, see $build/bench-build.log"
 fi
 bench=$build/bin/pigeon-bench
 [[ -x $bench && -f $build/lib/pigeon_inbox.so ]] || die "not built: $build"
