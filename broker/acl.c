@@ -45,7 +45,7 @@ static bool acl_level_is(const struct acl_levels *lv, int i, const char *want)
 }
 
 static bool acl_subscribe_allowed(const struct pg_acl_subject *who, const char *filter,
-				  const char **reason)
+                                  const char **reason)
 {
 	struct acl_levels lv;
 
@@ -63,9 +63,10 @@ static bool acl_subscribe_allowed(const struct pg_acl_subject *who, const char *
 	}
 	acl_split(filter, &lv);
 	if (lv.n == 3 && acl_level_is(&lv, 0, "im")) {
-		bool own = lv.len[1] == strlen(who->uid) && memcmp(lv.s[1], who->uid, lv.len[1]) == 0;
+		bool own =
+		    lv.len[1] == strlen(who->uid) && memcmp(lv.s[1], who->uid, lv.len[1]) == 0;
 		if (own && (acl_level_is(&lv, 2, "#") || acl_level_is(&lv, 2, "+") ||
-			    acl_level_is(&lv, 2, "inbox") || acl_level_is(&lv, 2, "reply"))) {
+		            acl_level_is(&lv, 2, "inbox") || acl_level_is(&lv, 2, "reply"))) {
 			return true;
 		}
 		if (who->role == PG_ROLE_SERVICE && acl_level_is(&lv, 2, "presence") &&
@@ -74,13 +75,13 @@ static bool acl_subscribe_allowed(const struct pg_acl_subject *who, const char *
 		}
 	}
 	*reason = who->role == PG_ROLE_SERVICE
-			  ? "services may subscribe to im/<self>/#, im/+/presence and $SYS/#"
-			  : "users may subscribe to im/<self>/# only";
+	              ? "services may subscribe to im/<self>/#, im/+/presence and $SYS/#"
+	              : "users may subscribe to im/<self>/# only";
 	return false;
 }
 
 static bool acl_read_allowed(const struct pg_acl_subject *who, const char *topic,
-			     const char **reason)
+                             const char **reason)
 {
 	struct pg_topic t;
 
@@ -109,7 +110,7 @@ static bool acl_read_allowed(const struct pg_acl_subject *who, const char *topic
 }
 
 static bool acl_write_allowed(const struct pg_acl_subject *who, const char *topic, bool retain,
-			      const char **reason)
+                              const char **reason)
 {
 	struct pg_topic t;
 
@@ -145,7 +146,7 @@ static bool acl_write_allowed(const struct pg_acl_subject *who, const char *topi
 }
 
 bool pg_acl_allows(const struct pg_acl_subject *who, enum pg_access access, const char *topic,
-		   bool retain, const char **reason)
+                   bool retain, const char **reason)
 {
 	const char *dummy;
 

@@ -38,8 +38,7 @@ struct pg_acl_subject {
  * SUBSCRIBE). On false, *reason (if not NULL) points at a static text.
  */
 bool pg_acl_allows(const struct pg_acl_subject *who, enum pg_access access, const char *topic,
-		   bool retain, const char **reason);
-
+                   bool retain, const char **reason);
 
 /*
  * The process-wide "may users send NOTIFY" policy: pigeon_auth sets it from

@@ -29,7 +29,7 @@ static int b64url_value(char c)
 }
 
 int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
-		     size_t *outlen)
+                     size_t *outlen)
 {
 	char stackbuf[1024];
 	char *std = stackbuf;

@@ -21,7 +21,7 @@
  * or -1 on malformed input or a too small out.
  */
 int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
-		     size_t *outlen);
+                     size_t *outlen);
 
 /*
  * Encodes in[0..inlen) into out (capacity outcap, NUL-terminated, no

@@ -26,7 +26,7 @@ bool pg_ident_valid_str(const char *s)
 }
 
 int pg_client_id_split(const char *client_id, char uid[PG_IDENT_MAX + 1],
-		       char device[PG_IDENT_MAX + 1])
+                       char device[PG_IDENT_MAX + 1])
 {
 	const char *colon;
 	size_t len, ulen, dlen;

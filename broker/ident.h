@@ -28,7 +28,7 @@ bool pg_ident_valid_str(const char *s);
  * Returns 0, or -1 if the client id does not have that shape.
  */
 int pg_client_id_split(const char *client_id, char uid[PG_IDENT_MAX + 1],
-		       char device[PG_IDENT_MAX + 1]);
+                       char device[PG_IDENT_MAX + 1]);
 
 /* "user" / "service" for a role; the reverse returns -1 for anything else. */
 const char *pg_role_name(enum pg_role role);

@@ -78,8 +78,8 @@ static int journal_segment_open(struct pg_journal *j, uint64_t first_lsn)
 	return 0;
 }
 
-int pg_journal_open(const char *prefix, uint64_t first_lsn, bool sync_full,
-		    struct pg_journal **out, char *err, size_t errlen)
+int pg_journal_open(const char *prefix, uint64_t first_lsn, bool sync_full, struct pg_journal **out,
+                    char *err, size_t errlen)
 {
 	struct pg_journal *j = calloc(1, sizeof(*j));
 
@@ -92,7 +92,7 @@ int pg_journal_open(const char *prefix, uint64_t first_lsn, bool sync_full,
 	j->sync_full = sync_full;
 	if (journal_segment_open(j, first_lsn) != 0) {
 		snprintf(err, errlen, "cannot create journal segment %s.jnl.*: %s", prefix,
-			 strerror(errno));
+		         strerror(errno));
 		free(j->prefix);
 		free(j);
 		return -1;
@@ -181,7 +181,7 @@ static int journal_list(const char *prefix, glob_t *g)
 }
 
 static int journal_replay_file(const char *path, int (*fn)(const uint8_t *, size_t, void *),
-			       void *ud, int *torn, char *err, size_t errlen)
+                               void *ud, int *torn, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
 	uint8_t hdr[FRAME_HEADER], *buf = NULL;
@@ -233,7 +233,7 @@ static int journal_replay_file(const char *path, int (*fn)(const uint8_t *, size
 }
 
 int pg_journal_replay(const char *prefix, int (*fn)(const uint8_t *payload, size_t len, void *ud),
-		      void *ud, int *torn, char *err, size_t errlen)
+                      void *ud, int *torn, char *err, size_t errlen)
 {
 	glob_t g;
 	int dummy = 0, rc = 0;

@@ -33,8 +33,8 @@ struct pg_journal;
  * Opens a journal that writes a new segment starting at first_lsn.
  * sync_full makes every append fdatasync. Returns 0, or -1 with err set.
  */
-int pg_journal_open(const char *prefix, uint64_t first_lsn, bool sync_full,
-		    struct pg_journal **out, char *err, size_t errlen);
+int pg_journal_open(const char *prefix, uint64_t first_lsn, bool sync_full, struct pg_journal **out,
+                    char *err, size_t errlen);
 
 /* Closes the current segment (the file stays until trimmed). */
 void pg_journal_close(struct pg_journal *j);
@@ -56,7 +56,7 @@ uint64_t pg_journal_segment_bytes(const struct pg_journal *j);
  * *torn (if not NULL) counts segments that ended in a torn/corrupt frame.
  */
 int pg_journal_replay(const char *prefix, int (*fn)(const uint8_t *payload, size_t len, void *ud),
-		      void *ud, int *torn, char *err, size_t errlen);
+                      void *ud, int *torn, char *err, size_t errlen);
 
 /*
  * Removes every segment all of whose records have LSN <= applied_lsn (a

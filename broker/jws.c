@@ -39,9 +39,9 @@ static const struct {
 	const char *name;
 	unsigned alg;
 } jws_algs[] = {
-	{"HS256", PG_ALG_HS256},
-	{"ES256", PG_ALG_ES256},
-	{"EdDSA", PG_ALG_EDDSA},
+    {"HS256", PG_ALG_HS256},
+    {"ES256", PG_ALG_ES256},
+    {"EdDSA", PG_ALG_EDDSA},
 };
 
 const char *pg_alg_name(unsigned alg)
@@ -90,8 +90,9 @@ int pg_alg_parse_list(const char *list, unsigned *out, char *err, size_t errlen)
 		end = p;
 		alg = pg_alg_from_name(start, (size_t)(end - start));
 		if (alg == 0) {
-			snprintf(err, errlen, "unknown JWT algorithm '%.*s' (known: HS256, ES256, EdDSA)",
-				 (int)(end - start), start);
+			snprintf(err, errlen,
+			         "unknown JWT algorithm '%.*s' (known: HS256, ES256, EdDSA)",
+			         (int)(end - start), start);
 			return -1;
 		}
 		set |= alg;
@@ -173,7 +174,7 @@ static unsigned jws_key_alg(EVP_PKEY *pkey)
 }
 
 int pg_keyring_add_public_pem(struct pg_keyring *kr, const char *pem, size_t len, char *err,
-			      size_t errlen)
+                              size_t errlen)
 {
 	BIO *bio;
 	EVP_PKEY *pkey;
@@ -191,7 +192,8 @@ int pg_keyring_add_public_pem(struct pg_keyring *kr, const char *pem, size_t len
 	while ((pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL)) != NULL) {
 		unsigned alg = jws_key_alg(pkey);
 		if (alg == 0) {
-			snprintf(err, errlen, "public key is neither P-256 (ES256) nor Ed25519 (EdDSA)");
+			snprintf(err, errlen,
+			         "public key is neither P-256 (ES256) nor Ed25519 (EdDSA)");
 			EVP_PKEY_free(pkey);
 			BIO_free(bio);
 			return -1;
@@ -209,7 +211,8 @@ int pg_keyring_add_public_pem(struct pg_keyring *kr, const char *pem, size_t len
 	}
 	BIO_free(bio);
 	if (added == 0) {
-		snprintf(err, errlen, "no PEM public key found (expected -----BEGIN PUBLIC KEY-----)");
+		snprintf(err, errlen,
+		         "no PEM public key found (expected -----BEGIN PUBLIC KEY-----)");
 		return -1;
 	}
 	return added;
@@ -267,7 +270,7 @@ static int jws_es256_from_der(const unsigned char *der, size_t derlen, unsigned 
 }
 
 static int jws_verify_pkey(EVP_PKEY *pkey, unsigned alg, const unsigned char *input, size_t inlen,
-			   const unsigned char *sig, size_t siglen)
+                           const unsigned char *sig, size_t siglen)
 {
 	unsigned char der[80];
 	EVP_MD_CTX *ctx;
@@ -287,7 +290,7 @@ static int jws_verify_pkey(EVP_PKEY *pkey, unsigned alg, const unsigned char *in
 			rc = 0;
 		}
 	} else if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
-		   EVP_DigestVerify(ctx, sig, siglen, input, inlen) == 1) {
+	           EVP_DigestVerify(ctx, sig, siglen, input, inlen) == 1) {
 		rc = 0;
 	}
 	EVP_MD_CTX_free(ctx);
@@ -295,7 +298,7 @@ static int jws_verify_pkey(EVP_PKEY *pkey, unsigned alg, const unsigned char *in
 }
 
 static int jws_hs256(const unsigned char *secret, size_t secret_len, const unsigned char *input,
-		     size_t inlen, unsigned char mac[32])
+                     size_t inlen, unsigned char mac[32])
 {
 	unsigned int maclen = 0;
 
@@ -307,7 +310,7 @@ static int jws_hs256(const unsigned char *secret, size_t secret_len, const unsig
 }
 
 int pg_jws_verify(const struct pg_keyring *kr, unsigned alg, const unsigned char *input,
-		  size_t inlen, const unsigned char *sig, size_t siglen)
+                  size_t inlen, const unsigned char *sig, size_t siglen)
 {
 	int i, found = 0;
 
@@ -401,7 +404,7 @@ unsigned pg_signkey_alg(const struct pg_signkey *key)
 }
 
 int pg_jws_sign(const struct pg_signkey *key, const unsigned char *input, size_t inlen,
-		unsigned char sig[PG_JWS_SIG_MAX], size_t *siglen)
+                unsigned char sig[PG_JWS_SIG_MAX], size_t *siglen)
 {
 	unsigned char der[80];
 	size_t len;

@@ -44,7 +44,7 @@ int pg_keyring_set_secret(struct pg_keyring *kr, const unsigned char *secret, si
  * or -1 with a message in err if the text holds no usable key.
  */
 int pg_keyring_add_public_pem(struct pg_keyring *kr, const char *pem, size_t len, char *err,
-			      size_t errlen);
+                              size_t errlen);
 /* The set of algorithms this keyring holds at least one key for. */
 unsigned pg_keyring_algs(const struct pg_keyring *kr);
 
@@ -53,7 +53,7 @@ unsigned pg_keyring_algs(const struct pg_keyring *kr);
  * -1 if none does, -2 if the keyring has no key for alg.
  */
 int pg_jws_verify(const struct pg_keyring *kr, unsigned alg, const unsigned char *input,
-		  size_t inlen, const unsigned char *sig, size_t siglen);
+                  size_t inlen, const unsigned char *sig, size_t siglen);
 
 struct pg_signkey;
 
@@ -76,6 +76,6 @@ unsigned pg_signkey_alg(const struct pg_signkey *key);
  * Returns 0, or -1 on a cryptographic failure.
  */
 int pg_jws_sign(const struct pg_signkey *key, const unsigned char *input, size_t inlen,
-		unsigned char sig[PG_JWS_SIG_MAX], size_t *siglen);
+                unsigned char sig[PG_JWS_SIG_MAX], size_t *siglen);
 
 #endif

@@ -55,8 +55,7 @@ static void loginlimit_drop(struct pg_loginlimit *ll, struct addr_entry *e)
 	free(e);
 }
 
-static struct addr_entry *loginlimit_find(struct pg_loginlimit *ll, const char *addr,
-					  int64_t now_s)
+static struct addr_entry *loginlimit_find(struct pg_loginlimit *ll, const char *addr, int64_t now_s)
 {
 	struct addr_entry *e;
 

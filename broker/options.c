@@ -7,8 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-int pg_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *err,
-		size_t errlen)
+int pg_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *err, size_t errlen)
 {
 	unsigned long long v;
 	char *end;
@@ -21,7 +20,7 @@ int pg_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *
 	v = strtoull(s, &end, 10);
 	if (errno != 0 || *end != '\0' || v < min || v > max) {
 		snprintf(err, errlen, "'%s' is not a whole number from %llu to %llu", s,
-			 (unsigned long long)min, (unsigned long long)max);
+		         (unsigned long long)min, (unsigned long long)max);
 		return -1;
 	}
 	*out = v;
@@ -48,8 +47,8 @@ int pg_opt_bool(const char *s, bool *out, char *err, size_t errlen)
 	return -1;
 }
 
-int pg_opt_rate(const char *s, unsigned default_per_s, unsigned *count, unsigned *per_s,
-		char *err, size_t errlen)
+int pg_opt_rate(const char *s, unsigned default_per_s, unsigned *count, unsigned *per_s, char *err,
+                size_t errlen)
 {
 	char buf[64];
 	char *slash;
@@ -73,8 +72,7 @@ int pg_opt_rate(const char *s, unsigned default_per_s, unsigned *count, unsigned
 	return 0;
 }
 
-int pg_read_file(const char *path, size_t max, char **buf, size_t *len, char *err,
-		 size_t errlen)
+int pg_read_file(const char *path, size_t max, char **buf, size_t *len, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
 	char *data = NULL;

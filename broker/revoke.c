@@ -109,7 +109,8 @@ static int revoke_line(struct pg_revoked *list, char *line, char *err, size_t er
 			snprintf(err, errlen, "expected 'jti <id>' with an id of 1-128 characters");
 			return -1;
 		}
-		return revoke_add_jti(list, a) == 0 ? 0 : (snprintf(err, errlen, "out of memory"), -1);
+		return revoke_add_jti(list, a) == 0 ? 0
+		                                    : (snprintf(err, errlen, "out of memory"), -1);
 	}
 	if (strcmp(word, "sub") == 0) {
 		if (a == NULL || b == NULL || strtok_r(NULL, " \t\r", &save) != NULL ||
@@ -124,8 +125,8 @@ static int revoke_line(struct pg_revoked *list, char *line, char *err, size_t er
 			return -1;
 		}
 		return revoke_add_sub(list, a, (int64_t)t) == 0
-			       ? 0
-			       : (snprintf(err, errlen, "out of memory"), -1);
+		           ? 0
+		           : (snprintf(err, errlen, "out of memory"), -1);
 	}
 	snprintf(err, errlen, "unknown entry '%.32s' (expected jti or sub)", word);
 	return -1;
@@ -168,7 +169,7 @@ fail:
 }
 
 const char *pg_revoked_check(const struct pg_revoked *list, const char *jti, const char *sub,
-			     int has_iat, int64_t iat)
+                             int has_iat, int64_t iat)
 {
 	struct revoked_jti *j;
 	struct revoked_sub *s;

@@ -34,6 +34,6 @@ size_t pg_revoked_count(const struct pg_revoked *list);
  * text saying why. list may be NULL (nothing revoked).
  */
 const char *pg_revoked_check(const struct pg_revoked *list, const char *jti, const char *sub,
-			     int has_iat, int64_t iat);
+                             int has_iat, int64_t iat);
 
 #endif

@@ -53,7 +53,7 @@ static struct user_entry *sessions_user(const char *uid)
 }
 
 int pg_sessions_add(const void *key, const struct pg_claims *claims, const char *device,
-		    int64_t now_ms)
+                    int64_t now_ms)
 {
 	struct session_entry *e;
 	struct user_entry *u;
@@ -151,7 +151,7 @@ size_t pg_sessions_count(void)
 }
 
 void pg_sessions_foreach(const char *uid, void (*fn)(const struct pg_session *s, void *ud),
-			 void *ud)
+                         void *ud)
 {
 	struct session_entry *e, *tmp;
 
@@ -190,7 +190,7 @@ void pg_sessions_unwatch(pg_session_watch_fn fn, void *userdata)
 	for (i = 0; i < nwatchers; i++) {
 		if (watchers[i].fn == fn && watchers[i].ud == userdata) {
 			memmove(&watchers[i], &watchers[i + 1],
-				(size_t)(nwatchers - i - 1) * sizeof(watchers[0]));
+			        (size_t)(nwatchers - i - 1) * sizeof(watchers[0]));
 			nwatchers--;
 			return;
 		}

@@ -39,7 +39,7 @@ enum pg_session_event {
 };
 
 typedef void (*pg_session_watch_fn)(enum pg_session_event ev, const struct pg_session *s,
-				    void *userdata);
+                                    void *userdata);
 
 /*
  * Records that key is connected as uid:device with claims (a session already
@@ -47,7 +47,7 @@ typedef void (*pg_session_watch_fn)(enum pg_session_event ev, const struct pg_se
  * memory. Watchers are called after the change.
  */
 int pg_sessions_add(const void *key, const struct pg_claims *claims, const char *device,
-		    int64_t now_ms);
+                    int64_t now_ms);
 
 /* Forgets key (no-op if unknown), calling watchers first. */
 void pg_sessions_remove(const void *key);
@@ -69,7 +69,7 @@ size_t pg_sessions_count(void);
  * remove sessions; collect what to change and do it afterwards.
  */
 void pg_sessions_foreach(const char *uid, void (*fn)(const struct pg_session *s, void *ud),
-			 void *ud);
+                         void *ud);
 
 /*
  * Adds a watcher called on every add/remove. Returns 0, or -1 if too many.

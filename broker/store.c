@@ -86,7 +86,7 @@ static int64_t store_now_ms(void)
 /* ---------- user state ---------- */
 
 static void load_slot(const char *type, uint64_t seq, uint32_t merged, int64_t expires_at_ms,
-		      void *ud)
+                      void *ud)
 {
 	struct store_user *u = ud;
 	struct notify_slot *s;
@@ -173,12 +173,11 @@ static struct store_user *store_user_get(struct pg_store *st, const char *uid)
 	return u;
 }
 
-
 /* ---------- pending entries ---------- */
 
 static struct store_pending *pending_new(struct pg_store *st, struct store_user *u, uint64_t lsn,
-					 uint64_t seq, bool is_delete, const uint8_t *env,
-					 size_t env_len, int64_t expires_at_ms)
+                                         uint64_t seq, bool is_delete, const uint8_t *env,
+                                         size_t env_len, int64_t expires_at_ms)
 {
 	struct store_pending *p = malloc(sizeof(*p) + env_len);
 
@@ -280,7 +279,7 @@ static void dedup_bloom_load(const char *sender, const char *msg_id, void *ud)
 }
 
 static int dedup_lookup(struct pg_store *st, const char *from, const char *msg_id, int64_t now_ms,
-			uint64_t *seq, bool *found)
+                        uint64_t *seq, bool *found)
 {
 	char key[PG_IDENT_MAX + 1 + STORE_MSG_ID_MAX];
 	size_t klen = dedup_key(key, sizeof(key), from, msg_id);
@@ -293,16 +292,17 @@ static int dedup_lookup(struct pg_store *st, const char *from, const char *msg_i
 		*found = true;
 		return 0;
 	}
-	if (!pg_bloom_maybe(&st->bloom[0], key, klen) && !pg_bloom_maybe(&st->bloom[1], key, klen)) {
+	if (!pg_bloom_maybe(&st->bloom[0], key, klen) &&
+	    !pg_bloom_maybe(&st->bloom[1], key, klen)) {
 		*found = false;
 		return 0;
 	}
 	return store_db_dedup_find(&st->reader, from, msg_id, since, seq, found) == SQLITE_OK ? 0
-												   : -1;
+	                                                                                      : -1;
 }
 
-static void dedup_remember(struct pg_store *st, const char *from, const char *msg_id,
-			   uint64_t lsn, uint64_t seq, int64_t now_ms)
+static void dedup_remember(struct pg_store *st, const char *from, const char *msg_id, uint64_t lsn,
+                           uint64_t seq, int64_t now_ms)
 {
 	char key[PG_IDENT_MAX + 1 + STORE_MSG_ID_MAX];
 	size_t klen = dedup_key(key, sizeof(key), from, msg_id);
@@ -375,7 +375,8 @@ static int store_replay(struct pg_store *st, char *err, size_t errlen)
 	    ctx.rc != SQLITE_OK || (ctx.rc = store_apply_finish(st, &ctx.batch)) != SQLITE_OK) {
 		store_db_batch_finish(&st->writer, &ctx.batch, 0);
 		if (ctx.rc != SQLITE_OK) {
-			snprintf(err, errlen, "replaying the journal: %s", store_db_errmsg(&st->writer));
+			snprintf(err, errlen, "replaying the journal: %s",
+			         store_db_errmsg(&st->writer));
 		}
 		store_db_exec_simple(&st->writer, SQL_ROLLBACK);
 		return -1;
@@ -388,10 +389,11 @@ static int store_replay(struct pg_store *st, char *err, size_t errlen)
 	}
 	if (ctx.replayed > 0 || torn > 0) {
 		fprintf(stderr, "pigeon store: replayed %llu journal records%s\n",
-			(unsigned long long)ctx.replayed,
-			torn ? " (a torn tail was ignored: records after it were never acknowledged "
-			       "with sync=full)"
-			     : "");
+		        (unsigned long long)ctx.replayed,
+		        torn
+		            ? " (a torn tail was ignored: records after it were never acknowledged "
+		              "with sync=full)"
+		            : "");
 	}
 	atomic_store(&st->applied_lsn, ctx.max_lsn);
 	st->next_lsn = ctx.max_lsn + 1;
@@ -399,7 +401,7 @@ static int store_replay(struct pg_store *st, char *err, size_t errlen)
 }
 
 int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char *err,
-		  size_t errlen)
+                  size_t errlen)
 {
 	struct pg_store *st = calloc(1, sizeof(*st));
 
@@ -421,7 +423,7 @@ int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char
 	    store_replay(st, err, errlen) != 0 ||
 	    store_db_open(&st->reader, st->db_path, false, cfg->sync_full, err, errlen) != 0 ||
 	    pg_journal_open(st->db_path, st->next_lsn, cfg->sync_full, &st->journal, err, errlen) !=
-		    0) {
+	        0) {
 		goto fail;
 	}
 	pg_journal_trim(st->db_path, atomic_load(&st->applied_lsn));
@@ -431,8 +433,9 @@ int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char
 		goto fail;
 	}
 	st->bloom_rotated_ms = store_now_ms();
-	if (store_db_dedup_keys(&st->reader, st->bloom_rotated_ms - (int64_t)cfg->dedup_window_s * 1000,
-				dedup_bloom_load, st) != SQLITE_OK) {
+	if (store_db_dedup_keys(&st->reader,
+	                        st->bloom_rotated_ms - (int64_t)cfg->dedup_window_s * 1000,
+	                        dedup_bloom_load, st) != SQLITE_OK) {
 		snprintf(err, errlen, "loading dedup keys: %s", store_db_errmsg(&st->reader));
 		goto fail;
 	}
@@ -533,7 +536,7 @@ static char *nonempty(const char *s)
 }
 
 enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
-				     void *(*alloc)(size_t), struct pg_store_accepted *out)
+                                     void *(*alloc)(size_t), struct pg_store_accepted *out)
 {
 	Pigeon__Envelope env = PIGEON__ENVELOPE__INIT;
 	Pigeon__Journal__Append app = PIGEON__JOURNAL__APPEND__INIT;
@@ -568,7 +571,8 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 			return PG_STORE_IO;
 		}
 		if (msg->msg_id && msg->msg_id[0]) {
-			if (dedup_lookup(st, msg->from, msg->msg_id, msg->now_ms, &dup_seq, &found) != 0) {
+			if (dedup_lookup(st, msg->from, msg->msg_id, msg->now_ms, &dup_seq,
+			                 &found) != 0) {
 				return PG_STORE_IO;
 			}
 			if (found) {
@@ -585,8 +589,10 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 			HASH_FIND_STR(u->slots, msg->type, slot);
 			if (slot != NULL) {
 				app.replaces_seq = slot->seq;
-				/* Count it only if it is still stored and no device has acked it. */
-				if (slot->expires_at_ms > msg->now_ms && slot->seq > u->max_cursor) {
+				/* Count it only if it is still stored and no device has acked it.
+				 */
+				if (slot->expires_at_ms > msg->now_ms &&
+				    slot->seq > u->max_cursor) {
 					env.merged = slot->merged + 1;
 				}
 			}
@@ -610,7 +616,7 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 
 	/* Allocate everything before journaling, so nothing can fail after it. */
 	pa = pending_new(st, u, 0, env.seq, false, out->envelope, out->envelope_len,
-			 (int64_t)env.expires_at_ms);
+	                 (int64_t)env.expires_at_ms);
 	if (app.replaces_seq) {
 		pd = pending_new(st, u, 0, app.replaces_seq, true, NULL, 0, 0);
 	}
@@ -657,7 +663,7 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 }
 
 enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const char *device,
-				  uint64_t seq, uint64_t *cursor)
+                                  uint64_t seq, uint64_t *cursor)
 {
 	Pigeon__Journal__Cursor cur = PIGEON__JOURNAL__CURSOR__INIT;
 	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
@@ -827,8 +833,8 @@ void pg_store_sync_free(Pigeon__SyncReply *reply)
 }
 
 enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
-				   uint32_t limit, size_t max_bytes, int64_t now_ms,
-				   Pigeon__SyncReply **out)
+                                   uint32_t limit, size_t max_bytes, int64_t now_ms,
+                                   Pigeon__SyncReply **out)
 {
 	struct sync_ctx c = {0};
 	Pigeon__SyncReply *r;
@@ -853,8 +859,8 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	}
 	ndeletes = c.ndeleted;
 	sql_limit = (uint64_t)limit + ndeletes + 1;
-	if (store_db_range(&st->reader, uid, after_seq, now_ms, (uint32_t)sql_limit, sync_row, &c) !=
-	    SQLITE_OK) {
+	if (store_db_range(&st->reader, uid, after_seq, now_ms, (uint32_t)sql_limit, sync_row,
+	                   &c) != SQLITE_OK) {
 		goto io;
 	}
 	sql_full = c.n + ndeletes >= sql_limit;
@@ -880,7 +886,8 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	}
 	for (i = 0; i < c.n; i++) {
 		if (kept > 0 && c.items[i].seq == r->messages[kept - 1]->seq) {
-			pigeon__envelope__free_unpacked(c.items[i].env, NULL); /* seen twice (race) */
+			pigeon__envelope__free_unpacked(c.items[i].env,
+			                                NULL); /* seen twice (race) */
 			continue;
 		}
 		if (kept == limit || (kept > 0 && bytes + c.items[i].env->body.len > max_bytes)) {
@@ -907,13 +914,13 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	 * the ndeletes + 1 lowest rows at least one is not deleted.
 	 */
 	if (store_db_range(&st->reader, uid, 0, now_ms, (uint32_t)ndeletes + 1, sync_oldest_row,
-			   &c) != SQLITE_OK) {
+	                   &c) != SQLITE_OK) {
 		c.oldest = 0;
 	}
 	oldest = c.oldest;
 	for (p = u->pending_head; p; p = p->next_user) {
-		if (!p->is_delete && p->expires_at_ms > now_ms && (oldest == 0 || p->seq < oldest) &&
-		    !sync_deleted(&c, p->seq)) {
+		if (!p->is_delete && p->expires_at_ms > now_ms &&
+		    (oldest == 0 || p->seq < oldest) && !sync_deleted(&c, p->seq)) {
 			oldest = p->seq;
 		}
 	}
@@ -946,7 +953,7 @@ enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_
 }
 
 enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const char *device,
-				     int64_t now_ms, uint64_t *cursor, uint64_t *unread)
+                                     int64_t now_ms, uint64_t *cursor, uint64_t *unread)
 {
 	struct store_user *u;
 	struct device_cursor *c;

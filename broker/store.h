@@ -40,7 +40,7 @@ struct pg_store_config {
  * the store thread. Returns 0, or -1 with err set.
  */
 int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char *err,
-		  size_t errlen);
+                  size_t errlen);
 
 /* Applies everything journaled, stops the store thread, closes. NULL is a no-op. */
 void pg_store_close(struct pg_store *st);
@@ -62,17 +62,17 @@ struct pg_store_msg {
 };
 
 struct pg_store_accepted {
-	uint64_t seq;     /* 0 for INSTANT */
-	uint32_t merged;  /* NOTIFY: unacked notifications of the type it replaced */
-	bool duplicate;   /* (from, msg_id) seen in the window: seq is the original's */
+	uint64_t seq;      /* 0 for INSTANT */
+	uint32_t merged;   /* NOTIFY: unacked notifications of the type it replaced */
+	bool duplicate;    /* (from, msg_id) seen in the window: seq is the original's */
 	uint8_t *envelope; /* packed Envelope to deliver (NULL for a duplicate) */
 	size_t envelope_len;
 };
 
 enum pg_store_status {
 	PG_STORE_OK = 0,
-	PG_STORE_INVALID,  /* bad argument (kind, identifiers) */
-	PG_STORE_IO,       /* the journal or database failed: nothing was accepted */
+	PG_STORE_INVALID, /* bad argument (kind, identifiers) */
+	PG_STORE_IO,      /* the journal or database failed: nothing was accepted */
 	PG_STORE_NOMEM,
 };
 
@@ -85,7 +85,7 @@ enum pg_store_status {
  * hand it to the broker) and owned by the caller.
  */
 enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
-				     void *(*alloc)(size_t), struct pg_store_accepted *out);
+                                     void *(*alloc)(size_t), struct pg_store_accepted *out);
 
 /*
  * Moves uid's device cursor to seq if that is forward (journaled when it
@@ -93,7 +93,7 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
  * beyond the user's head.
  */
 enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const char *device,
-				  uint64_t seq, uint64_t *cursor);
+                                  uint64_t seq, uint64_t *cursor);
 
 /*
  * The stored messages of uid with seq > after_seq, ascending, at most limit
@@ -102,8 +102,8 @@ enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const ch
  * *out is freed with pg_store_sync_free.
  */
 enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
-				   uint32_t limit, size_t max_bytes, int64_t now_ms,
-				   Pigeon__SyncReply **out);
+                                   uint32_t limit, size_t max_bytes, int64_t now_ms,
+                                   Pigeon__SyncReply **out);
 void pg_store_sync_free(Pigeon__SyncReply *reply);
 
 /* The user's latest seq (0 if none yet). */
@@ -111,21 +111,20 @@ enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_
 
 /* Device's cursor and the number of stored messages above it (unread). */
 enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const char *device,
-				     int64_t now_ms, uint64_t *cursor, uint64_t *unread);
+                                     int64_t now_ms, uint64_t *cursor, uint64_t *unread);
 
 /* Records (journaled) that uid is shown online or offline. */
 enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid, bool online);
 
 /* Calls fn for every user recorded online (at start: left over by a crash). */
-void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud),
-			     void *ud);
+void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud), void *ud);
 
 /* Housekeeping on the broker thread (the plugin's tick): releases applied state. */
 void pg_store_tick(struct pg_store *st, int64_t now_ms);
 
 struct pg_store_stats {
-	uint64_t accepted;     /* CHAT + NOTIFY journaled */
-	uint64_t merged;       /* NOTIFYs that replaced a stored one */
+	uint64_t accepted; /* CHAT + NOTIFY journaled */
+	uint64_t merged;   /* NOTIFYs that replaced a stored one */
 	uint64_t duplicates;
 	uint64_t acks;
 	uint64_t syncs;

@@ -91,7 +91,7 @@ void store_queue_push(struct pg_store *st, struct store_item *item)
 }
 
 int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len,
-		       struct store_batch *batch, uint64_t *lsn)
+                       struct store_batch *batch, uint64_t *lsn)
 {
 	Pigeon__Journal__Record *rec = pigeon__journal__record__unpack(NULL, len, data);
 	int rc;
@@ -158,7 +158,7 @@ static void apply_housekeeping(struct pg_store *st)
 	}
 	if (store_db_expire(&st->writer, now, 10000, &n) == SQLITE_OK &&
 	    store_db_prune_dedup(&st->writer, now - (int64_t)st->cfg.dedup_window_s * 1000) ==
-		    SQLITE_OK &&
+	        SQLITE_OK &&
 	    store_db_exec_simple(&st->writer, SQL_COMMIT) == SQLITE_OK) {
 		atomic_fetch_add(&st->expired, n);
 	} else {
@@ -223,8 +223,10 @@ static void *store_thread_main(void *arg)
 			if (apply_batch(st, batch, n) != SQLITE_OK) {
 				struct timespec pause = {0, 100 * 1000 * 1000};
 				atomic_fetch_add(&st->apply_errors, 1);
-				fprintf(stderr, "pigeon store: applying %zu records failed: %s (retrying)\n",
-					n, store_db_errmsg(&st->writer));
+				fprintf(
+				    stderr,
+				    "pigeon store: applying %zu records failed: %s (retrying)\n", n,
+				    store_db_errmsg(&st->writer));
 				nanosleep(&pause, NULL);
 				continue;
 			}

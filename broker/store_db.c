@@ -22,66 +22,66 @@
 #include <uthash.h>
 
 static const char *const schema_v1[] = {
-	"CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-	"INSERT INTO meta(key, value) VALUES('applied_lsn', 0)",
-	"CREATE TABLE users(uid TEXT PRIMARY KEY, head_seq INTEGER NOT NULL,"
-	" stored INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
-	"CREATE TABLE messages(id INTEGER PRIMARY KEY, uid TEXT NOT NULL, seq INTEGER NOT NULL,"
-	" kind INTEGER NOT NULL, type TEXT, merged INTEGER NOT NULL DEFAULT 0,"
-	" expires_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL, push_title TEXT,"
-	" push_body TEXT)",
-	"CREATE UNIQUE INDEX messages_by_user ON messages(uid, seq)",
-	"CREATE INDEX messages_by_expiry ON messages(expires_at_ms)",
-	"CREATE TABLE cursors(uid TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,"
-	" PRIMARY KEY(uid, device)) WITHOUT ROWID",
-	"CREATE TABLE dedup(sender TEXT NOT NULL, msg_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-	" recipient TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY(sender, msg_id))"
-	" WITHOUT ROWID",
-	"CREATE INDEX dedup_by_age ON dedup(created_ms)",
-	"CREATE TABLE presence(uid TEXT PRIMARY KEY) WITHOUT ROWID",
-	NULL,
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta(key, value) VALUES('applied_lsn', 0)",
+    "CREATE TABLE users(uid TEXT PRIMARY KEY, head_seq INTEGER NOT NULL,"
+    " stored INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    "CREATE TABLE messages(id INTEGER PRIMARY KEY, uid TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL, type TEXT, merged INTEGER NOT NULL DEFAULT 0,"
+    " expires_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL, push_title TEXT,"
+    " push_body TEXT)",
+    "CREATE UNIQUE INDEX messages_by_user ON messages(uid, seq)",
+    "CREATE INDEX messages_by_expiry ON messages(expires_at_ms)",
+    "CREATE TABLE cursors(uid TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " PRIMARY KEY(uid, device)) WITHOUT ROWID",
+    "CREATE TABLE dedup(sender TEXT NOT NULL, msg_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " recipient TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY(sender, msg_id))"
+    " WITHOUT ROWID",
+    "CREATE INDEX dedup_by_age ON dedup(created_ms)",
+    "CREATE TABLE presence(uid TEXT PRIMARY KEY) WITHOUT ROWID",
+    NULL,
 };
 
 /* migrations[v] brings a database at user_version v to v + 1. */
 static const char *const *const migrations[STORE_SCHEMA_VERSION] = {schema_v1};
 
 static const char *const sql_text[SQL_NSTMTS] = {
-	[SQL_GET_APPLIED] = "SELECT value FROM meta WHERE key = 'applied_lsn'",
-	[SQL_SET_APPLIED] = "UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'",
-	[SQL_USER_UPSERT_HEAD] = "INSERT INTO users(uid, head_seq, stored) VALUES(?1, ?2, 0)"
-				 " ON CONFLICT(uid) DO UPDATE SET head_seq = max(head_seq, ?2)",
-	[SQL_USER_ADD_STORED] = "UPDATE users SET stored = stored + ?2 WHERE uid = ?1"
-				" RETURNING stored",
-	[SQL_USER_GET] = "SELECT head_seq FROM users WHERE uid = ?1",
-	[SQL_MSG_INSERT] = "INSERT OR IGNORE INTO messages(uid, seq, kind, type, merged,"
-			   " expires_at_ms, envelope, push_title, push_body)"
-			   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[SQL_MSG_DELETE] = "DELETE FROM messages WHERE uid = ?1 AND seq = ?2",
-	[SQL_MSG_CAP] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
-			" WHERE uid = ?1 ORDER BY seq LIMIT ?2)",
-	[SQL_MSG_EXPIRE] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
-			   " WHERE expires_at_ms <= ?1 LIMIT ?2) RETURNING uid",
-	[SQL_MSG_RANGE] = "SELECT seq, envelope FROM messages WHERE uid = ?1 AND seq > ?2"
-			  " AND expires_at_ms > ?3 ORDER BY seq LIMIT ?4",
-	[SQL_MSG_COUNT_ABOVE] = "SELECT count(*) FROM messages WHERE uid = ?1 AND seq > ?2"
-				" AND expires_at_ms > ?3",
-	[SQL_MSG_NOTIFY_SLOTS] = "SELECT type, seq, merged, expires_at_ms FROM messages"
-				 " WHERE uid = ?1 AND kind = 2",
-	[SQL_CURSOR_SET] = "INSERT INTO cursors(uid, device, seq) VALUES(?1, ?2, ?3)"
-			   " ON CONFLICT(uid, device) DO UPDATE SET seq = max(seq, ?3)",
-	[SQL_CURSOR_LOAD] = "SELECT device, seq FROM cursors WHERE uid = ?1",
-	[SQL_DEDUP_INSERT] = "INSERT OR IGNORE INTO dedup(sender, msg_id, seq, recipient,"
-			     " created_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
-	[SQL_DEDUP_FIND] = "SELECT seq FROM dedup WHERE sender = ?1 AND msg_id = ?2"
-			   " AND created_ms >= ?3",
-	[SQL_DEDUP_PRUNE] = "DELETE FROM dedup WHERE created_ms < ?1",
-	[SQL_DEDUP_KEYS] = "SELECT sender, msg_id FROM dedup WHERE created_ms >= ?1",
-	[SQL_PRESENCE_ON] = "INSERT OR IGNORE INTO presence(uid) VALUES(?1)",
-	[SQL_PRESENCE_OFF] = "DELETE FROM presence WHERE uid = ?1",
-	[SQL_PRESENCE_ALL] = "SELECT uid FROM presence",
-	[SQL_BEGIN] = "BEGIN IMMEDIATE",
-	[SQL_COMMIT] = "COMMIT",
-	[SQL_ROLLBACK] = "ROLLBACK",
+    [SQL_GET_APPLIED] = "SELECT value FROM meta WHERE key = 'applied_lsn'",
+    [SQL_SET_APPLIED] = "UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'",
+    [SQL_USER_UPSERT_HEAD] = "INSERT INTO users(uid, head_seq, stored) VALUES(?1, ?2, 0)"
+                             " ON CONFLICT(uid) DO UPDATE SET head_seq = max(head_seq, ?2)",
+    [SQL_USER_ADD_STORED] = "UPDATE users SET stored = stored + ?2 WHERE uid = ?1"
+                            " RETURNING stored",
+    [SQL_USER_GET] = "SELECT head_seq FROM users WHERE uid = ?1",
+    [SQL_MSG_INSERT] = "INSERT OR IGNORE INTO messages(uid, seq, kind, type, merged,"
+                       " expires_at_ms, envelope, push_title, push_body)"
+                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [SQL_MSG_DELETE] = "DELETE FROM messages WHERE uid = ?1 AND seq = ?2",
+    [SQL_MSG_CAP] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+                    " WHERE uid = ?1 ORDER BY seq LIMIT ?2)",
+    [SQL_MSG_EXPIRE] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+                       " WHERE expires_at_ms <= ?1 LIMIT ?2) RETURNING uid",
+    [SQL_MSG_RANGE] = "SELECT seq, envelope FROM messages WHERE uid = ?1 AND seq > ?2"
+                      " AND expires_at_ms > ?3 ORDER BY seq LIMIT ?4",
+    [SQL_MSG_COUNT_ABOVE] = "SELECT count(*) FROM messages WHERE uid = ?1 AND seq > ?2"
+                            " AND expires_at_ms > ?3",
+    [SQL_MSG_NOTIFY_SLOTS] = "SELECT type, seq, merged, expires_at_ms FROM messages"
+                             " WHERE uid = ?1 AND kind = 2",
+    [SQL_CURSOR_SET] = "INSERT INTO cursors(uid, device, seq) VALUES(?1, ?2, ?3)"
+                       " ON CONFLICT(uid, device) DO UPDATE SET seq = max(seq, ?3)",
+    [SQL_CURSOR_LOAD] = "SELECT device, seq FROM cursors WHERE uid = ?1",
+    [SQL_DEDUP_INSERT] = "INSERT OR IGNORE INTO dedup(sender, msg_id, seq, recipient,"
+                         " created_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+    [SQL_DEDUP_FIND] = "SELECT seq FROM dedup WHERE sender = ?1 AND msg_id = ?2"
+                       " AND created_ms >= ?3",
+    [SQL_DEDUP_PRUNE] = "DELETE FROM dedup WHERE created_ms < ?1",
+    [SQL_DEDUP_KEYS] = "SELECT sender, msg_id FROM dedup WHERE created_ms >= ?1",
+    [SQL_PRESENCE_ON] = "INSERT OR IGNORE INTO presence(uid) VALUES(?1)",
+    [SQL_PRESENCE_OFF] = "DELETE FROM presence WHERE uid = ?1",
+    [SQL_PRESENCE_ALL] = "SELECT uid FROM presence",
+    [SQL_BEGIN] = "BEGIN IMMEDIATE",
+    [SQL_COMMIT] = "COMMIT",
+    [SQL_ROLLBACK] = "ROLLBACK",
 };
 
 const char *store_db_errmsg(struct store_db *d)
@@ -101,7 +101,7 @@ static int store_db_migrate(struct store_db *d, char *err, size_t errlen)
 	sqlite3_finalize(st);
 	if (version > STORE_SCHEMA_VERSION) {
 		snprintf(err, errlen, "database schema version %d is newer than this pigeon (%d)",
-			 version, STORE_SCHEMA_VERSION);
+		         version, STORE_SCHEMA_VERSION);
 		return -1;
 	}
 	while (version < STORE_SCHEMA_VERSION) {
@@ -127,12 +127,12 @@ static int store_db_migrate(struct store_db *d, char *err, size_t errlen)
 	return 0;
 fail:
 	snprintf(err, errlen, "migrating the database to schema %d: %s", version + 1,
-		 sqlite3_errmsg(d->db));
+	         sqlite3_errmsg(d->db));
 	return -1;
 }
 
 int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_full, char *err,
-		  size_t errlen)
+                  size_t errlen)
 {
 	/* The reader opens read-write too (it never writes): WAL readers need the -shm file. */
 	int flags = writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READWRITE;
@@ -147,9 +147,10 @@ int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_f
 	sqlite3_busy_timeout(d->db, 5000);
 	if (writer) {
 		char pragmas[160];
-		snprintf(pragmas, sizeof(pragmas),
-			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-65536;",
-			 sync_full ? "FULL" : "NORMAL");
+		snprintf(
+		    pragmas, sizeof(pragmas),
+		    "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-65536;",
+		    sync_full ? "FULL" : "NORMAL");
 		if (sqlite3_exec(d->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
 		    store_db_migrate(d, err, errlen) != 0) {
 			if (err[0] == '\0') {
@@ -162,8 +163,8 @@ int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_f
 		sqlite3_exec(d->db, "PRAGMA cache_size=-16384", NULL, NULL, NULL);
 	}
 	for (i = 0; i < SQL_NSTMTS; i++) {
-		if (sqlite3_prepare_v3(d->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &d->stmt[i],
-				       NULL) != SQLITE_OK) {
+		if (sqlite3_prepare_v3(d->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                       &d->stmt[i], NULL) != SQLITE_OK) {
 			snprintf(err, errlen, "preparing statement %d: %s", i, store_db_errmsg(d));
 			store_db_close(d);
 			return -1;
@@ -228,8 +229,7 @@ int store_db_set_applied(struct store_db *d, uint64_t lsn)
 }
 
 /* Adds delta to uid's stored count; returns the new count through *stored. */
-static int store_db_add_stored(struct store_db *d, const char *uid, int64_t delta,
-			       int64_t *stored)
+static int store_db_add_stored(struct store_db *d, const char *uid, int64_t delta, int64_t *stored)
 {
 	sqlite3_stmt *st = d->stmt[SQL_USER_ADD_STORED];
 	int rc;
@@ -270,7 +270,7 @@ static struct store_batch_user *batch_user(struct store_batch *b, const char *ui
 }
 
 static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Append *a,
-				 struct store_batch *batch)
+                                 struct store_batch *batch)
 {
 	const Pigeon__Envelope *e = a->envelope;
 	struct store_batch_user *bu;
@@ -337,7 +337,7 @@ static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Appe
 }
 
 int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
-		   struct store_batch *batch)
+                   struct store_batch *batch)
 {
 	sqlite3_stmt *st;
 
@@ -360,7 +360,7 @@ int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
 }
 
 static int store_db_finish_user(struct store_db *d, const struct store_batch_user *bu,
-				uint32_t max_per_user, uint64_t *capped)
+                                uint32_t max_per_user, uint64_t *capped)
 {
 	sqlite3_stmt *st = d->stmt[SQL_USER_UPSERT_HEAD];
 	int64_t stored = 0;
@@ -464,9 +464,9 @@ int store_db_user_head(struct store_db *d, const char *uid, uint64_t *head)
 }
 
 int store_db_notify_slots(struct store_db *d, const char *uid,
-			  void (*fn)(const char *type, uint64_t seq, uint32_t merged,
-				     int64_t expires_at_ms, void *ud),
-			  void *ud)
+                          void (*fn)(const char *type, uint64_t seq, uint32_t merged,
+                                     int64_t expires_at_ms, void *ud),
+                          void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_MSG_NOTIFY_SLOTS];
 	int rc;
@@ -485,7 +485,7 @@ int store_db_notify_slots(struct store_db *d, const char *uid,
 }
 
 int store_db_cursors(struct store_db *d, const char *uid,
-		     void (*fn)(const char *device, uint64_t seq, void *ud), void *ud)
+                     void (*fn)(const char *device, uint64_t seq, void *ud), void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_CURSOR_LOAD];
 	int rc;
@@ -501,8 +501,8 @@ int store_db_cursors(struct store_db *d, const char *uid,
 }
 
 int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t now_ms,
-		   uint32_t limit,
-		   int (*fn)(uint64_t seq, const void *env, size_t len, void *ud), void *ud)
+                   uint32_t limit, int (*fn)(uint64_t seq, const void *env, size_t len, void *ud),
+                   void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_MSG_RANGE];
 	int rc;
@@ -525,7 +525,7 @@ int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t 
 
 /* Runs a one-integer query bound to (uid, a, b). */
 static int store_db_scalar(sqlite3_stmt *st, const char *uid, int64_t a, int64_t b, int nbind,
-			   uint64_t *out)
+                           uint64_t *out)
 {
 	int rc;
 
@@ -542,13 +542,13 @@ static int store_db_scalar(sqlite3_stmt *st, const char *uid, int64_t a, int64_t
 }
 
 int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
-			 uint64_t *n)
+                         uint64_t *n)
 {
 	return store_db_scalar(d->stmt[SQL_MSG_COUNT_ABOVE], uid, (int64_t)seq, now_ms, 3, n);
 }
 
 int store_db_dedup_find(struct store_db *d, const char *sender, const char *msg_id,
-			int64_t since_ms, uint64_t *seq, bool *found)
+                        int64_t since_ms, uint64_t *seq, bool *found)
 {
 	sqlite3_stmt *st = d->stmt[SQL_DEDUP_FIND];
 	int rc;
@@ -577,7 +577,7 @@ int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *
 }
 
 int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
-			void (*fn)(const char *sender, const char *msg_id, void *ud), void *ud)
+                        void (*fn)(const char *sender, const char *msg_id, void *ud), void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_DEDUP_KEYS];
 	int rc;

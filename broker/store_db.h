@@ -54,7 +54,7 @@ struct store_db {
  * synchronous (FULL if sync_full, else NORMAL); a reader expects both done.
  */
 int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_full, char *err,
-		  size_t errlen);
+                  size_t errlen);
 void store_db_close(struct store_db *d);
 /* Text of the connection's last error. */
 const char *store_db_errmsg(struct store_db *d);
@@ -75,7 +75,7 @@ struct store_batch {
 
 /* Applies one record inside the caller's transaction. 0 or an SQLite code. */
 int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
-		   struct store_batch *batch);
+                   struct store_batch *batch);
 /*
  * Writes the batch's per-user heads and counts and enforces max_per_user
  * (0: no cap); frees the batch's users either way. 0 or an SQLite code.
@@ -93,28 +93,28 @@ int store_db_prune_dedup(struct store_db *d, int64_t before_ms);
 int store_db_user_head(struct store_db *d, const char *uid, uint64_t *head);
 /* Calls fn for each stored NOTIFY of uid: its type, seq, merged, expiry. */
 int store_db_notify_slots(struct store_db *d, const char *uid,
-			  void (*fn)(const char *type, uint64_t seq, uint32_t merged,
-				     int64_t expires_at_ms, void *ud),
-			  void *ud);
+                          void (*fn)(const char *type, uint64_t seq, uint32_t merged,
+                                     int64_t expires_at_ms, void *ud),
+                          void *ud);
 /* Calls fn for each device cursor of uid. */
 int store_db_cursors(struct store_db *d, const char *uid,
-		     void (*fn)(const char *device, uint64_t seq, void *ud), void *ud);
+                     void (*fn)(const char *device, uint64_t seq, void *ud), void *ud);
 /*
  * Calls fn for stored messages of uid with seq > after, not expired at now,
  * ascending, at most limit. fn gets the packed Envelope.
  */
 int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t now_ms,
-		   uint32_t limit,
-		   int (*fn)(uint64_t seq, const void *env, size_t len, void *ud), void *ud);
+                   uint32_t limit, int (*fn)(uint64_t seq, const void *env, size_t len, void *ud),
+                   void *ud);
 /* Number of stored, unexpired messages of uid above seq. */
 int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
-			 uint64_t *n);
+                         uint64_t *n);
 /* The seq under (sender, msg_id) created at or after since_ms; *found false if none. */
 int store_db_dedup_find(struct store_db *d, const char *sender, const char *msg_id,
-			int64_t since_ms, uint64_t *seq, bool *found);
+                        int64_t since_ms, uint64_t *seq, bool *found);
 /* Calls fn for every dedup entry created at or after since_ms. */
 int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
-			void (*fn)(const char *sender, const char *msg_id, void *ud), void *ud);
+                        void (*fn)(const char *sender, const char *msg_id, void *ud), void *ud);
 int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *ud), void *ud);
 
 #endif

@@ -51,8 +51,8 @@ struct pg_store {
 	uint64_t next_lsn;
 	_Atomic uint64_t applied_lsn;
 
-	struct store_user *users;         /* uthash by uid */
-	struct store_dedup *dedup;        /* uthash: (from, msg_id) not yet applied */
+	struct store_user *users;  /* uthash by uid */
+	struct store_dedup *dedup; /* uthash: (from, msg_id) not yet applied */
 	/*
 	 * Every dedup key of the last one to two windows: generation `bloom_cur`
 	 * takes new keys, the other holds the previous window's; they swap
@@ -62,8 +62,8 @@ struct pg_store {
 	struct pg_bloom bloom[2];
 	int bloom_cur;
 	int64_t bloom_rotated_ms;
-	int64_t evicted_ms; /* last sweep of idle users */
-	struct store_pending *fifo_head;  /* every pending entry, in LSN order */
+	int64_t evicted_ms;              /* last sweep of idle users */
+	struct store_pending *fifo_head; /* every pending entry, in LSN order */
 	struct store_pending *fifo_tail;
 
 	struct store_queue q;
@@ -90,7 +90,7 @@ void store_thread_stop(struct pg_store *st);
  * transaction, before its commit).
  */
 int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len,
-		       struct store_batch *batch, uint64_t *lsn);
+                       struct store_batch *batch, uint64_t *lsn);
 int store_apply_finish(struct pg_store *st, struct store_batch *batch);
 
 #endif

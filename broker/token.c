@@ -16,13 +16,13 @@
 #include "b64url.h"
 
 static const char *const token_status_names[] = {
-	[PG_TOKEN_OK] = "ok",
-	[PG_TOKEN_MALFORMED] = "malformed",
-	[PG_TOKEN_ALG_REFUSED] = "algorithm refused",
-	[PG_TOKEN_BAD_SIGNATURE] = "bad signature",
-	[PG_TOKEN_EXPIRED] = "expired",
-	[PG_TOKEN_NOT_YET_VALID] = "not yet valid",
-	[PG_TOKEN_BAD_CLAIMS] = "bad claims",
+    [PG_TOKEN_OK] = "ok",
+    [PG_TOKEN_MALFORMED] = "malformed",
+    [PG_TOKEN_ALG_REFUSED] = "algorithm refused",
+    [PG_TOKEN_BAD_SIGNATURE] = "bad signature",
+    [PG_TOKEN_EXPIRED] = "expired",
+    [PG_TOKEN_NOT_YET_VALID] = "not yet valid",
+    [PG_TOKEN_BAD_CLAIMS] = "bad claims",
 };
 
 const char *pg_token_status_name(enum pg_token_status status)
@@ -97,9 +97,8 @@ static int token_ident_claim(const cJSON *claims, const char *name, char *dst, b
 }
 
 static enum pg_token_status token_check_claims(const cJSON *json,
-					       const struct pg_token_policy *policy,
-					       int64_t now_s, struct pg_claims *c,
-					       const char **detail)
+                                               const struct pg_token_policy *policy, int64_t now_s,
+                                               struct pg_claims *c, const char **detail)
 {
 	const cJSON *item;
 	int r;
@@ -139,7 +138,8 @@ static enum pg_token_status token_check_claims(const cJSON *json,
 	c->has_iat = r == 1;
 	c->role = PG_ROLE_USER;
 	item = cJSON_GetObjectItemCaseSensitive(json, "role");
-	if (item != NULL && (!cJSON_IsString(item) || pg_role_parse(item->valuestring, &c->role) != 0)) {
+	if (item != NULL &&
+	    (!cJSON_IsString(item) || pg_role_parse(item->valuestring, &c->role) != 0)) {
 		*detail = "role is neither \"user\" nor \"service\"";
 		return PG_TOKEN_BAD_CLAIMS;
 	}
@@ -169,8 +169,8 @@ static enum pg_token_status token_check_claims(const cJSON *json,
 
 /* Checks the JOSE header; sets *alg to the algorithm it names. */
 static enum pg_token_status token_check_header(const cJSON *hdr,
-					       const struct pg_token_policy *policy,
-					       unsigned *alg, const char **detail)
+                                               const struct pg_token_policy *policy, unsigned *alg,
+                                               const char **detail)
 {
 	const cJSON *item = cJSON_GetObjectItemCaseSensitive(hdr, "alg");
 
@@ -199,9 +199,9 @@ static enum pg_token_status token_check_header(const cJSON *hdr,
 }
 
 enum pg_token_status pg_token_verify(const struct pg_keyring *kr,
-				     const struct pg_token_policy *policy, const char *token,
-				     size_t len, int64_t now_s, struct pg_claims *claims,
-				     const char **detail)
+                                     const struct pg_token_policy *policy, const char *token,
+                                     size_t len, int64_t now_s, struct pg_claims *claims,
+                                     const char **detail)
 {
 	unsigned char sig[PG_B64URL_DECODED_MAX(PG_TOKEN_MAX)];
 	const char *dot1, *dot2, *dummy;
@@ -240,13 +240,13 @@ enum pg_token_status pg_token_verify(const struct pg_keyring *kr,
 		goto out;
 	}
 	if (pg_b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), sig, sizeof(sig),
-			     &siglen) != 0) {
+	                     &siglen) != 0) {
 		*detail = "signature is not base64url";
 		st = PG_TOKEN_MALFORMED;
 		goto out;
 	}
 	vr = pg_jws_verify(kr, alg, (const unsigned char *)token, (size_t)(dot2 - token), sig,
-			   siglen);
+	                   siglen);
 	if (vr == -2) {
 		*detail = "no key configured for the token's alg";
 		st = PG_TOKEN_ALG_REFUSED;

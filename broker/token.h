@@ -26,7 +26,7 @@ struct pg_claims {
 	char dev[PG_IDENT_MAX + 1]; /* empty: not bound to a device */
 	char jti[PG_JTI_MAX + 1];   /* empty: none */
 	enum pg_role role;
-	unsigned alg;               /* the algorithm it was signed with */
+	unsigned alg; /* the algorithm it was signed with */
 	int64_t exp;
 	int64_t iat; /* valid if has_iat */
 	int64_t nbf; /* valid if has_nbf */
@@ -56,9 +56,9 @@ struct pg_token_policy {
  * copied into detail, so details are safe to log.
  */
 enum pg_token_status pg_token_verify(const struct pg_keyring *kr,
-				     const struct pg_token_policy *policy, const char *token,
-				     size_t len, int64_t now_s, struct pg_claims *claims,
-				     const char **detail);
+                                     const struct pg_token_policy *policy, const char *token,
+                                     size_t len, int64_t now_s, struct pg_claims *claims,
+                                     const char **detail);
 
 /* Short name of a status, e.g. "expired". */
 const char *pg_token_status_name(enum pg_token_status status);

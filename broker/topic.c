@@ -52,7 +52,7 @@ void pg_topic_parse(const char *topic, struct pg_topic *out)
 	} else if (strcmp(leaf, "presence") == 0) {
 		out->kind = PG_TOPIC_PRESENCE;
 	} else if (strncmp(leaf, "notify/", 7) == 0 &&
-		   topic_take_ident(out->type, leaf + 7, strlen(leaf + 7)) == 0) {
+	           topic_take_ident(out->type, leaf + 7, strlen(leaf + 7)) == 0) {
 		out->kind = PG_TOPIC_SEND_NOTIFY;
 	}
 }

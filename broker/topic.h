@@ -21,8 +21,8 @@
 #define PG_TOPIC_MAX (3 + PG_IDENT_MAX + 8 + PG_IDENT_MAX + 1)
 
 enum pg_topic_kind {
-	PG_TOPIC_OTHER = 0,    /* not a pigeon topic */
-	PG_TOPIC_MALFORMED,    /* under im/ but not in the grammar */
+	PG_TOPIC_OTHER = 0, /* not a pigeon topic */
+	PG_TOPIC_MALFORMED, /* under im/ but not in the grammar */
 	PG_TOPIC_SEND_CHAT,
 	PG_TOPIC_SEND_NOTIFY,
 	PG_TOPIC_SEND_INSTANT,

@@ -71,7 +71,7 @@ static double bi_now(void)
 }
 
 static void bi_on_connect(struct mosquitto *m, void *obj, int rc, int flags,
-			  const mosquitto_property *props)
+                          const mosquitto_property *props)
 {
 	struct bi_client *c = obj;
 
@@ -80,7 +80,7 @@ static void bi_on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 }
 
 static void bi_on_publish(struct mosquitto *m, void *obj, int mid, int rc,
-			  const mosquitto_property *props)
+                          const mosquitto_property *props)
 {
 	struct bi_client *c = obj;
 
@@ -88,7 +88,7 @@ static void bi_on_publish(struct mosquitto *m, void *obj, int mid, int rc,
 }
 
 static void bi_on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
-			    const mosquitto_property *props)
+                            const mosquitto_property *props)
 {
 	struct bi_client *c = obj;
 
@@ -96,13 +96,14 @@ static void bi_on_subscribe(struct mosquitto *m, void *obj, int mid, int n, cons
 }
 
 static void bi_on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
-			  const mosquitto_property *props)
+                          const mosquitto_property *props)
 {
 	struct bi_client *c = obj;
 	size_t tl = strlen(msg->topic);
 
 	if (tl > 6 && strcmp(msg->topic + tl - 6, "/reply") == 0) {
-		Pigeon__Reply *r = pigeon__reply__unpack(NULL, (size_t)msg->payloadlen, msg->payload);
+		Pigeon__Reply *r =
+		    pigeon__reply__unpack(NULL, (size_t)msg->payloadlen, msg->payload);
 		if (r == NULL || r->code != 0 || r->body_case != PIGEON__REPLY__BODY_SYNC) {
 			c->sync_error = true;
 		} else {
@@ -128,7 +129,7 @@ static struct bi_client *bi_all[4];
 static int bi_nall;
 
 static bool bi_pump(bool (*pred)(const void *), const void *arg, void (*step)(void *), void *ud,
-		    double deadline)
+                    double deadline)
 {
 	struct pollfd pfd[4];
 	int i;
@@ -161,7 +162,8 @@ static bool bi_pump(bool (*pred)(const void *), const void *arg, void (*step)(vo
 				rc = mosquitto_loop_misc(m);
 			}
 			if (rc != MOSQ_ERR_SUCCESS) {
-				fprintf(stderr, "pigeon-bench: connection lost: %s\n", mosquitto_strerror(rc));
+				fprintf(stderr, "pigeon-bench: connection lost: %s\n",
+				        mosquitto_strerror(rc));
 				return false;
 			}
 		}
@@ -206,7 +208,7 @@ static char *bi_token(const struct bi_args *a, const char *uid, const char *dev,
 
 /* Connects uid:dev (MQTT 5, threaded loop). Returns 0, or 1 with a message. */
 static int bi_connect(const struct bi_args *a, struct bi_client *c, const char *uid,
-		      const char *dev, bool service)
+                      const char *dev, bool service)
 {
 	char cid[160];
 	char *tok = NULL;
@@ -274,7 +276,7 @@ static void bi_close(struct bi_client *c)
 
 /* Publishes one QoS 1 message, with a msg-id user property if asked. */
 static int bi_publish(struct bi_client *c, const char *topic, const void *payload, unsigned size,
-		      bool with_msg_id, unsigned i)
+                      bool with_msg_id, unsigned i)
 {
 	mosquitto_property *props = NULL;
 	char id[32];
@@ -292,13 +294,13 @@ static int bi_publish(struct bi_client *c, const char *topic, const void *payloa
 static int bi_parse(int argc, char **argv, struct bi_args *a)
 {
 	static const struct option opts[] = {
-		{"host", required_argument, NULL, 'h'},   {"port", required_argument, NULL, 'p'},
-		{"count", required_argument, NULL, 'n'},  {"size", required_argument, NULL, 's'},
-		{"window", required_argument, NULL, 'w'}, {"secret-file", required_argument, NULL, 'k'},
-		{"anonymous", no_argument, NULL, 'a'},    {"label", required_argument, NULL, 'l'},
-		{"to", required_argument, NULL, 't'},     {"time-limit", required_argument, NULL, 'T'},
-		{"msg-id", no_argument, NULL, 'm'},       {"users", required_argument, NULL, 'u'},
-		{"types", required_argument, NULL, 'y'},  {NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'h'},   {"port", required_argument, NULL, 'p'},
+	    {"count", required_argument, NULL, 'n'},  {"size", required_argument, NULL, 's'},
+	    {"window", required_argument, NULL, 'w'}, {"secret-file", required_argument, NULL, 'k'},
+	    {"anonymous", no_argument, NULL, 'a'},    {"label", required_argument, NULL, 'l'},
+	    {"to", required_argument, NULL, 't'},     {"time-limit", required_argument, NULL, 'T'},
+	    {"msg-id", no_argument, NULL, 'm'},       {"users", required_argument, NULL, 'u'},
+	    {"types", required_argument, NULL, 'y'},  {NULL, 0, NULL, 0},
 	};
 	char err[256];
 	uint64_t v;
@@ -371,7 +373,9 @@ static int bi_parse(int argc, char **argv, struct bi_args *a)
 		}
 	}
 	if (a->port == 0 || (!a->anonymous && a->secret_file == NULL)) {
-		fprintf(stderr, "pigeon-bench: --port and one of --secret-file / --anonymous are required\n");
+		fprintf(
+		    stderr,
+		    "pigeon-bench: --port and one of --secret-file / --anonymous are required\n");
 		return 2;
 	}
 	return 0;
@@ -418,13 +422,13 @@ static bool pred_stream_done(const void *arg)
 	const struct bi_stream *s = arg;
 
 	return s->failed || (s->sent == s->a->count && bi_done(s) >= s->a->count &&
-			     s->pub->acked >= s->a->count);
+	                     s->pub->acked >= s->a->count);
 }
 
 /* Runs the whole stream; 0, or 1 on failure or timeout. */
 static int bi_stream_run(const struct bi_args *a, struct bi_client *pub, struct bi_client *rcv,
-			 void (*topic_of)(const struct bi_args *, unsigned, char *, size_t),
-			 double deadline)
+                         void (*topic_of)(const struct bi_args *, unsigned, char *, size_t),
+                         double deadline)
 {
 	struct bi_stream s = {.a = a, .pub = pub, .rcv = rcv, .topic_of = topic_of};
 	bool ok;
@@ -437,9 +441,10 @@ static int bi_stream_run(const struct bi_args *a, struct bi_client *pub, struct 
 	ok = bi_pump(pred_stream_done, &s, bi_stream_step, &s, deadline) && !s.failed;
 	free(s.payload);
 	if (!ok) {
-		fprintf(stderr, "pigeon-bench: stream stopped: sent %u, done %llu, acked %llu of %u\n",
-			s.sent, (unsigned long long)bi_done(&s), (unsigned long long)pub->acked,
-			a->count);
+		fprintf(stderr,
+		        "pigeon-bench: stream stopped: sent %u, done %llu, acked %llu of %u\n",
+		        s.sent, (unsigned long long)bi_done(&s), (unsigned long long)pub->acked,
+		        a->count);
 	}
 	return ok ? 0 : 1;
 }
@@ -504,9 +509,9 @@ static int bi_sync_request(struct bi_client *c, uint64_t id, uint64_t after)
 	req.sync = &sr;
 	len = pigeon__request__pack(&req, buf);
 	return mosquitto_publish(c->m, NULL, "$CONTROL/pigeon/v1", (int)len, buf, 1, false) ==
-			       MOSQ_ERR_SUCCESS
-		       ? 0
-		       : 1;
+	               MOSQ_ERR_SUCCESS
+	           ? 0
+	           : 1;
 }
 
 int bench_catchup(int argc, char **argv)
@@ -561,7 +566,7 @@ int bench_catchup(int argc, char **argv)
 	rc = user.sync_messages >= a.count ? 0 : 1;
 	if (rc) {
 		fprintf(stderr, "pigeon-bench: synced %llu of %u messages\n",
-			(unsigned long long)user.sync_messages, a.count);
+		        (unsigned long long)user.sync_messages, a.count);
 	}
 	bi_close(&user);
 	mosquitto_lib_cleanup();

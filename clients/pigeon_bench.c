@@ -111,7 +111,7 @@ static char *bench_pem(EVP_PKEY *pkey, bool private_key, size_t *len)
 		return NULL;
 	}
 	ok = private_key ? PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL)
-			 : PEM_write_bio_PUBKEY(bio, pkey);
+	                 : PEM_write_bio_PUBKEY(bio, pkey);
 	n = BIO_get_mem_data(bio, &data);
 	if (ok == 1 && n > 0 && (copy = malloc((size_t)n + 1)) != NULL) {
 		memcpy(copy, data, (size_t)n);
@@ -143,7 +143,7 @@ static struct pg_signkey *bench_keygen(unsigned alg, struct pg_keyring *kr)
 		return pg_signkey_from_secret(secret, sizeof(secret));
 	}
 	pkey = alg == PG_ALG_ES256 ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")
-				   : EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	                           : EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	if (pkey == NULL || (priv = bench_pem(pkey, true, &privlen)) == NULL ||
 	    (pub = bench_pem(pkey, false, &publen)) == NULL) {
 		fprintf(stderr, "pigeon-bench: cannot generate a %s key\n", pg_alg_name(alg));
@@ -202,7 +202,7 @@ static int bench_tokens_alg(unsigned alg, double seconds)
 			st = pg_token_verify(kr, &policy, tok, len, now, &claims, &detail);
 			if (st != PG_TOKEN_OK) {
 				fprintf(stderr, "pigeon-bench: %s token does not verify: %s: %s\n",
-					pg_alg_name(alg), pg_token_status_name(st), detail);
+				        pg_alg_name(alg), pg_token_status_name(st), detail);
 				goto out;
 			}
 		}
@@ -226,8 +226,8 @@ out:
 static int bench_tokens(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"seconds", required_argument, NULL, 's'},
-		{NULL, 0, NULL, 0},
+	    {"seconds", required_argument, NULL, 's'},
+	    {NULL, 0, NULL, 0},
 	};
 	static const unsigned algs[] = {PG_ALG_HS256, PG_ALG_ES256, PG_ALG_EDDSA};
 	double seconds = 2;
@@ -311,7 +311,7 @@ static char **bench_mint_all(const struct bench_connect_args *a)
 	unsigned i;
 
 	if (pg_read_file(a->secret_file ? a->secret_file : a->key_file, BENCH_KEYFILE_MAX, &buf,
-			 &len, err, sizeof(err)) != 0) {
+	                 &len, err, sizeof(err)) != 0) {
 		fprintf(stderr, "pigeon-bench: %s\n", err);
 		return NULL;
 	}
@@ -368,7 +368,7 @@ static void bench_tokens_free(char **toks, unsigned count)
  * with a message on stderr. The socket is closed when it returns.
  */
 static int bench_connect_once(const struct bench_connect_args *a, unsigned i, const char *cid,
-			      const char *user, const char *token)
+                              const char *user, const char *token)
 {
 	struct bench_connack ack = {0};
 	struct mosquitto *m = mosquitto_new(cid, true, &ack);
@@ -387,8 +387,8 @@ static int bench_connect_once(const struct bench_connect_args *a, unsigned i, co
 	rc = mosquitto_connect(m, a->host, a->port, 60);
 	while (rc == MOSQ_ERR_SUCCESS && !ack.received) {
 		if (bench_now() > deadline) {
-			fprintf(stderr, "pigeon-bench: connect %u (%s): no CONNACK within %d s\n", i,
-				cid, BENCH_CONNACK_TIMEOUT_S);
+			fprintf(stderr, "pigeon-bench: connect %u (%s): no CONNACK within %d s\n",
+			        i, cid, BENCH_CONNACK_TIMEOUT_S);
 			mosquitto_destroy(m);
 			return 1;
 		}
@@ -397,8 +397,8 @@ static int bench_connect_once(const struct bench_connect_args *a, unsigned i, co
 	/* A refusal ends the loop with an error too, after the callback ran. */
 	if (ack.received && ack.rc != 0) {
 		fprintf(stderr, "pigeon-bench: connect %u (%s) refused: %s\n", i, cid,
-			a->mqtt_version == MQTT_PROTOCOL_V5 ? mosquitto_reason_string(ack.rc)
-							    : mosquitto_connack_string(ack.rc));
+		        a->mqtt_version == MQTT_PROTOCOL_V5 ? mosquitto_reason_string(ack.rc)
+		                                            : mosquitto_connack_string(ack.rc));
 		mosquitto_destroy(m);
 		return 1;
 	}
@@ -411,10 +411,10 @@ static int bench_connect_once(const struct bench_connect_args *a, unsigned i, co
 fail:
 	err = errno;
 	fprintf(stderr, "pigeon-bench: connect %u (%s) to %s:%d failed: %s\n", i, cid, a->host,
-		a->port, rc == MOSQ_ERR_ERRNO ? strerror(err) : mosquitto_strerror(rc));
+	        a->port, rc == MOSQ_ERR_ERRNO ? strerror(err) : mosquitto_strerror(rc));
 	if (rc == MOSQ_ERR_ERRNO && err == EADDRNOTAVAIL) {
 		fprintf(stderr, "pigeon-bench: no free local port: too many sockets in TIME_WAIT? "
-				"(see net.ipv4.tcp_tw_reuse and ip_local_port_range)\n");
+		                "(see net.ipv4.tcp_tw_reuse and ip_local_port_range)\n");
 	}
 	mosquitto_destroy(m);
 	return 1;
@@ -439,13 +439,15 @@ static int bench_connect_storm(const struct bench_connect_args *a, char **toks)
 		snprintf(cid, sizeof(cid), "b%u:bench", i);
 		t = bench_now();
 		if (t - t0 > a->time_limit) {
-			fprintf(stderr, "pigeon-bench: time limit of %.0f s reached after %u of %u connects\n",
-				a->time_limit, i, a->count);
+			fprintf(
+			    stderr,
+			    "pigeon-bench: time limit of %.0f s reached after %u of %u connects\n",
+			    a->time_limit, i, a->count);
 			free(lat);
 			return 1;
 		}
 		if (bench_connect_once(a, i, cid, a->anonymous ? NULL : user,
-				       a->anonymous ? NULL : toks[i]) != 0) {
+		                       a->anonymous ? NULL : toks[i]) != 0) {
 			free(lat);
 			return 1;
 		}
@@ -466,19 +468,19 @@ static int bench_connect_storm(const struct bench_connect_args *a, char **toks)
 static int bench_connect(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"host", required_argument, NULL, 'h'},
-		{"port", required_argument, NULL, 'p'},
-		{"count", required_argument, NULL, 'n'},
-		{"secret-file", required_argument, NULL, 's'},
-		{"key-file", required_argument, NULL, 'k'},
-		{"anonymous", no_argument, NULL, 'a'},
-		{"label", required_argument, NULL, 'l'},
-		{"time-limit", required_argument, NULL, 't'},
-		{"mqtt", required_argument, NULL, 'm'},
-		{NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'h'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"count", required_argument, NULL, 'n'},
+	    {"secret-file", required_argument, NULL, 's'},
+	    {"key-file", required_argument, NULL, 'k'},
+	    {"anonymous", no_argument, NULL, 'a'},
+	    {"label", required_argument, NULL, 'l'},
+	    {"time-limit", required_argument, NULL, 't'},
+	    {"mqtt", required_argument, NULL, 'm'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct bench_connect_args a = {.host = "127.0.0.1", .mqtt_version = MQTT_PROTOCOL_V5,
-				       .time_limit = 300};
+	struct bench_connect_args a = {
+	    .host = "127.0.0.1", .mqtt_version = MQTT_PROTOCOL_V5, .time_limit = 300};
 	char **toks = NULL;
 	int c, rc;
 
@@ -506,8 +508,8 @@ static int bench_connect(int argc, char **argv)
 			a.label = optarg;
 			break;
 		case 't':
-			a.time_limit = (double)bench_opt_uint("time-limit", optarg, 1,
-							      BENCH_SECONDS_MAX);
+			a.time_limit =
+			    (double)bench_opt_uint("time-limit", optarg, 1, BENCH_SECONDS_MAX);
 			break;
 		case 'm':
 			if (strcmp(optarg, "5") == 0) {
@@ -530,7 +532,7 @@ static int bench_connect(int argc, char **argv)
 	}
 	if ((a.secret_file != NULL) + (a.key_file != NULL) + a.anonymous != 1) {
 		return bench_usage_error(
-			"connect needs exactly one of --secret-file, --key-file, --anonymous");
+		    "connect needs exactly one of --secret-file, --key-file, --anonymous");
 	}
 	if (a.label == NULL) {
 		a.label = a.anonymous ? "anonymous" : "pigeon";
@@ -552,25 +554,25 @@ static const struct {
 	int (*run)(int argc, char **argv);
 	const char *usage;
 } bench_commands[] = {
-	{"tokens", bench_tokens,
-	 "tokens  [--seconds S]\n"
-	 "        verifications/s on one core of an HS256, ES256 and EdDSA token\n"},
-	{"connect", bench_connect,
-	 "connect --port P --count N [--host H (127.0.0.1)]\n"
-	 "        [--secret-file F | --key-file PEM | --anonymous] [--label NAME]\n"
-	 "        [--time-limit S (300)] [--mqtt 311|5 (5)]\n"
-	 "        N sequential connect/CONNACK/disconnect cycles, client id b<i>:bench,\n"
-	 "        username b<i> and a pre-minted token signed with F or PEM\n"},
-	{"chat", bench_chat,
-	 "chat    --port P (--secret-file F | --anonymous) [--count N (100000)]\n"
-	 "        [--size B (256)] [--window W (500)] [--to UID (r0)] [--msg-id] [--label L]\n"
-	 "        one sender -> one online recipient, QoS 1, at most W not yet received\n"},
-	{"catchup", bench_catchup,
-	 "catchup --port P --secret-file F --to UID [--count N] [--size B]\n"
-	 "        N stored for offline UID, then timed: connect, subscribe, sync all\n"},
-	{"notify", bench_notify,
-	 "notify  --port P --secret-file F [--count N] [--users U (1000)] [--types T (10)]\n"
-	 "        [--to PREFIX (r0)] N notifications of T types to U offline users\n"},
+    {"tokens", bench_tokens,
+     "tokens  [--seconds S]\n"
+     "        verifications/s on one core of an HS256, ES256 and EdDSA token\n"},
+    {"connect", bench_connect,
+     "connect --port P --count N [--host H (127.0.0.1)]\n"
+     "        [--secret-file F | --key-file PEM | --anonymous] [--label NAME]\n"
+     "        [--time-limit S (300)] [--mqtt 311|5 (5)]\n"
+     "        N sequential connect/CONNACK/disconnect cycles, client id b<i>:bench,\n"
+     "        username b<i> and a pre-minted token signed with F or PEM\n"},
+    {"chat", bench_chat,
+     "chat    --port P (--secret-file F | --anonymous) [--count N (100000)]\n"
+     "        [--size B (256)] [--window W (500)] [--to UID (r0)] [--msg-id] [--label L]\n"
+     "        one sender -> one online recipient, QoS 1, at most W not yet received\n"},
+    {"catchup", bench_catchup,
+     "catchup --port P --secret-file F --to UID [--count N] [--size B]\n"
+     "        N stored for offline UID, then timed: connect, subscribe, sync all\n"},
+    {"notify", bench_notify,
+     "notify  --port P --secret-file F [--count N] [--users U (1000)] [--types T (10)]\n"
+     "        [--to PREFIX (r0)] N notifications of T types to U offline users\n"},
 };
 #define BENCH_NCOMMANDS (sizeof(bench_commands) / sizeof(bench_commands[0]))
 
@@ -583,7 +585,7 @@ static void bench_usage(FILE *out)
 		fprintf(out, "  %s", bench_commands[i].usage);
 	}
 	fprintf(out, "\nResult lines: <what> <label> <figure> <unit> [key=value...].\n"
-		     "Exit status: 0 measured, 1 failure during the run, 2 usage error.\n");
+	             "Exit status: 0 measured, 1 failure during the run, 2 usage error.\n");
 }
 
 int main(int argc, char **argv)

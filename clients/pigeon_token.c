@@ -27,16 +27,16 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: pigeon-token mint (--secret-file F | --key-file PEM) --sub UID\n"
-		"                         [--dev DEVICE] [--role user|service] [--ttl SECONDS]\n"
-		"                         [--jti ID] [--nbf UNIX] [--no-iat]\n"
-		"       pigeon-token verify (--secret-file F | --public-key-file PEM)...\n"
-		"                         [--algs LIST] [--skew SECONDS] [TOKEN | -]\n"
-		"\n"
-		"mint signs HS256 with a secret file (its raw bytes), ES256 with a P-256\n"
-		"PEM private key, EdDSA with an Ed25519 one. --ttl defaults to 3600.\n"
-		"verify prints the claims as JSON (exit 0) or the reason the token is\n"
-		"invalid (exit 1); TOKEN '-' or none reads it from standard input.\n");
+	        "usage: pigeon-token mint (--secret-file F | --key-file PEM) --sub UID\n"
+	        "                         [--dev DEVICE] [--role user|service] [--ttl SECONDS]\n"
+	        "                         [--jti ID] [--nbf UNIX] [--no-iat]\n"
+	        "       pigeon-token verify (--secret-file F | --public-key-file PEM)...\n"
+	        "                         [--algs LIST] [--skew SECONDS] [TOKEN | -]\n"
+	        "\n"
+	        "mint signs HS256 with a secret file (its raw bytes), ES256 with a P-256\n"
+	        "PEM private key, EdDSA with an Ed25519 one. --ttl defaults to 3600.\n"
+	        "verify prints the claims as JSON (exit 0) or the reason the token is\n"
+	        "invalid (exit 1); TOKEN '-' or none reads it from standard input.\n");
 }
 
 static int die(const char *msg)
@@ -74,20 +74,20 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{"secret-file", required_argument, NULL, OPT_SECRET},
-	{"key-file", required_argument, NULL, OPT_KEY},
-	{"public-key-file", required_argument, NULL, OPT_PUBKEY},
-	{"sub", required_argument, NULL, OPT_SUB},
-	{"dev", required_argument, NULL, OPT_DEV},
-	{"role", required_argument, NULL, OPT_ROLE},
-	{"ttl", required_argument, NULL, OPT_TTL},
-	{"jti", required_argument, NULL, OPT_JTI},
-	{"nbf", required_argument, NULL, OPT_NBF},
-	{"no-iat", no_argument, NULL, OPT_NOIAT},
-	{"algs", required_argument, NULL, OPT_ALGS},
-	{"skew", required_argument, NULL, OPT_SKEW},
-	{"help", no_argument, NULL, OPT_HELP},
-	{NULL, 0, NULL, 0},
+    {"secret-file", required_argument, NULL, OPT_SECRET},
+    {"key-file", required_argument, NULL, OPT_KEY},
+    {"public-key-file", required_argument, NULL, OPT_PUBKEY},
+    {"sub", required_argument, NULL, OPT_SUB},
+    {"dev", required_argument, NULL, OPT_DEV},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"ttl", required_argument, NULL, OPT_TTL},
+    {"jti", required_argument, NULL, OPT_JTI},
+    {"nbf", required_argument, NULL, OPT_NBF},
+    {"no-iat", no_argument, NULL, OPT_NOIAT},
+    {"algs", required_argument, NULL, OPT_ALGS},
+    {"skew", required_argument, NULL, OPT_SKEW},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 struct args {

@@ -49,9 +49,9 @@ int auth_acl_check_cb(int event, void *event_data, void *userdata)
 	}
 	if (access != PG_ACCESS_READ) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, AUTH_LOG_PREFIX "denied %s of '%s' to %s: %s",
-				     access == PG_ACCESS_WRITE ? "publish" : "subscribe",
-				     auth_printable(ed->topic, topic, sizeof(topic)), s->client_id,
-				     reason);
+		                     access == PG_ACCESS_WRITE ? "publish" : "subscribe",
+		                     auth_printable(ed->topic, topic, sizeof(topic)), s->client_id,
+		                     reason);
 	}
 	return MOSQ_ERR_ACL_DENIED;
 }

@@ -38,7 +38,7 @@ static int64_t auth_now_ms(void)
 }
 
 static int auth_refuse(struct auth_plugin *ap, struct mosquitto *client, const char *username,
-		       const char *reason, bool count_failure)
+                       const char *reason, bool count_failure)
 {
 	char cid[PG_CLIENT_ID_MAX + 8], user[80];
 	const char *addr = mosquitto_client_address(client);
@@ -47,10 +47,10 @@ static int auth_refuse(struct auth_plugin *ap, struct mosquitto *client, const c
 		pg_loginlimit_fail(ap->loginlimit, addr, (int64_t)time(NULL));
 	}
 	ap->logins_refused++;
-	mosquitto_log_printf(MOSQ_LOG_NOTICE,
-			     AUTH_LOG_PREFIX "refused login of client '%s' user '%s' from %s: %s",
-			     auth_printable(mosquitto_client_id(client), cid, sizeof(cid)),
-			     auth_printable(username, user, sizeof(user)), addr ? addr : "?", reason);
+	mosquitto_log_printf(
+	    MOSQ_LOG_NOTICE, AUTH_LOG_PREFIX "refused login of client '%s' user '%s' from %s: %s",
+	    auth_printable(mosquitto_client_id(client), cid, sizeof(cid)),
+	    auth_printable(username, user, sizeof(user)), addr ? addr : "?", reason);
 	return MOSQ_ERR_AUTH;
 }
 
@@ -67,35 +67,35 @@ int auth_basic_auth_cb(int event, void *event_data, void *userdata)
 
 	if (pg_loginlimit_blocked(ap->loginlimit, mosquitto_client_address(ed->client), now)) {
 		return auth_refuse(ap, ed->client, ed->username,
-				   "too many failed logins from this address", false);
+		                   "too many failed logins from this address", false);
 	}
 	if (ed->username == NULL || ed->password == NULL) {
 		return auth_refuse(ap, ed->client, ed->username,
-				   "username (uid) and password (token) are required", true);
+		                   "username (uid) and password (token) are required", true);
 	}
 	if (pg_client_id_split(mosquitto_client_id(ed->client), uid, device) != 0) {
-		return auth_refuse(ap, ed->client, ed->username,
-				   "client id must be <uid>:<device>", true);
+		return auth_refuse(ap, ed->client, ed->username, "client id must be <uid>:<device>",
+		                   true);
 	}
 	st = pg_token_verify(ap->keys.keyring, &policy, ed->password, strlen(ed->password), now,
-			     &claims, &detail);
+	                     &claims, &detail);
 	if (st != PG_TOKEN_OK) {
 		return auth_refuse(ap, ed->client, ed->username, detail, true);
 	}
 	if (strcmp(ed->username, claims.sub) != 0) {
 		return auth_refuse(ap, ed->client, ed->username, "username is not the token's sub",
-				   true);
+		                   true);
 	}
 	if (strcmp(uid, claims.sub) != 0) {
 		return auth_refuse(ap, ed->client, ed->username,
-				   "client id's uid is not the token's sub", true);
+		                   "client id's uid is not the token's sub", true);
 	}
 	if (claims.dev[0] != '\0' && strcmp(device, claims.dev) != 0) {
 		return auth_refuse(ap, ed->client, ed->username,
-				   "client id's device is not the token's dev", true);
+		                   "client id's device is not the token's dev", true);
 	}
-	revoked = pg_revoked_check(ap->keys.revoked, claims.jti, claims.sub, claims.has_iat,
-				   claims.iat);
+	revoked =
+	    pg_revoked_check(ap->keys.revoked, claims.jti, claims.sub, claims.has_iat, claims.iat);
 	if (revoked != NULL) {
 		return auth_refuse(ap, ed->client, ed->username, revoked, true);
 	}
@@ -147,8 +147,8 @@ void auth_kick_revoked(struct auth_plugin *ap)
 	pg_sessions_foreach(NULL, auth_collect_revoked, &kl);
 	for (i = 0; i < kl.n; i++) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
-				     AUTH_LOG_PREFIX "disconnecting '%s': its token is revoked",
-				     kl.ids[i]);
+		                     AUTH_LOG_PREFIX "disconnecting '%s': its token is revoked",
+		                     kl.ids[i]);
 		mosquitto_kick_client_by_clientid(kl.ids[i], false);
 	}
 	mosquitto_free(kl.ids);

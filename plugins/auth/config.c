@@ -55,8 +55,8 @@ int auth_config_parse(struct auth_config *cfg, struct mosquitto_opt *opts, int n
 			}
 			cfg->clock_skew_s = (int64_t)v;
 		} else if (strcmp(k, "login_fail_limit") == 0) {
-			if (pg_opt_rate(val, 60, &cfg->login_fail_limit, &cfg->login_fail_window_s, err,
-					sizeof(err)) != 0) {
+			if (pg_opt_rate(val, 60, &cfg->login_fail_limit, &cfg->login_fail_window_s,
+			                err, sizeof(err)) != 0) {
 				rc = config_err(k, err);
 			}
 		} else if (strcmp(k, "user_notify") == 0) {
@@ -65,7 +65,8 @@ int auth_config_parse(struct auth_config *cfg, struct mosquitto_opt *opts, int n
 			}
 		} else {
 			/* Options of other plugins never reach us, so this is a typo. */
-			rc = config_err(k, "unknown option for pigeon_auth (see conf/mosquitto.conf)");
+			rc = config_err(k,
+			                "unknown option for pigeon_auth (see conf/mosquitto.conf)");
 		}
 		if (rc != MOSQ_ERR_SUCCESS) {
 			auth_config_free(cfg);
@@ -74,12 +75,13 @@ int auth_config_parse(struct auth_config *cfg, struct mosquitto_opt *opts, int n
 	}
 	if ((cfg->algs & PG_ALG_HS256) && cfg->secret_file == NULL) {
 		auth_config_free(cfg);
-		return config_err("jwt_secret_file", "HS256 is in jwt_algs but no secret file is set");
+		return config_err("jwt_secret_file",
+		                  "HS256 is in jwt_algs but no secret file is set");
 	}
 	if ((cfg->algs & (PG_ALG_ES256 | PG_ALG_EDDSA)) && cfg->public_key_file == NULL) {
 		auth_config_free(cfg);
 		return config_err("jwt_public_key_file",
-				  "ES256/EdDSA is in jwt_algs but no public key file is set");
+		                  "ES256/EdDSA is in jwt_algs but no public key file is set");
 	}
 	return MOSQ_ERR_SUCCESS;
 }
@@ -104,7 +106,8 @@ int auth_keys_load(const struct auth_config *cfg, struct auth_keys *keys)
 		return config_err("jwt_secret_file", "out of memory");
 	}
 	if (cfg->algs & PG_ALG_HS256) {
-		if (pg_read_file(cfg->secret_file, AUTH_KEYFILE_MAX, &buf, &len, err, sizeof(err)) != 0) {
+		if (pg_read_file(cfg->secret_file, AUTH_KEYFILE_MAX, &buf, &len, err,
+		                 sizeof(err)) != 0) {
 			config_err("jwt_secret_file", err);
 			goto fail;
 		}
@@ -119,7 +122,7 @@ int auth_keys_load(const struct auth_config *cfg, struct auth_keys *keys)
 	if (cfg->algs & (PG_ALG_ES256 | PG_ALG_EDDSA)) {
 		unsigned want = cfg->algs & (PG_ALG_ES256 | PG_ALG_EDDSA);
 		if (pg_read_file(cfg->public_key_file, AUTH_KEYFILE_MAX, &buf, &len, err,
-				 sizeof(err)) != 0 ||
+		                 sizeof(err)) != 0 ||
 		    pg_keyring_add_public_pem(keys->keyring, buf, len, err, sizeof(err)) < 0) {
 			config_err("jwt_public_key_file", err);
 			goto fail;
@@ -127,12 +130,14 @@ int auth_keys_load(const struct auth_config *cfg, struct auth_keys *keys)
 		free(buf);
 		buf = NULL;
 		if ((pg_keyring_algs(keys->keyring) & want) == 0) {
-			config_err("jwt_public_key_file", "no key in it serves the configured jwt_algs");
+			config_err("jwt_public_key_file",
+			           "no key in it serves the configured jwt_algs");
 			goto fail;
 		}
 	}
 	if (cfg->revoked_file != NULL) {
-		if (pg_read_file(cfg->revoked_file, AUTH_REVOKED_MAX, &buf, &len, err, sizeof(err)) != 0) {
+		if (pg_read_file(cfg->revoked_file, AUTH_REVOKED_MAX, &buf, &len, err,
+		                 sizeof(err)) != 0) {
 			config_err("revoked_file", err);
 			goto fail;
 		}
@@ -140,7 +145,8 @@ int auth_keys_load(const struct auth_config *cfg, struct auth_keys *keys)
 		free(buf);
 		buf = NULL;
 		if (keys->revoked == NULL) {
-			mosquitto_log_printf(MOSQ_LOG_ERR, AUTH_LOG_PREFIX "%s: %s", cfg->revoked_file, err);
+			mosquitto_log_printf(MOSQ_LOG_ERR, AUTH_LOG_PREFIX "%s: %s",
+			                     cfg->revoked_file, err);
 			goto fail;
 		}
 	}

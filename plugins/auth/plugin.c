@@ -23,15 +23,15 @@ static int auth_reload_cb(int event, void *event_data, void *userdata)
 	struct auth_keys fresh;
 
 	if (auth_keys_load(&ap->cfg, &fresh) != MOSQ_ERR_SUCCESS) {
-		mosquitto_log_printf(MOSQ_LOG_ERR,
-				     AUTH_LOG_PREFIX "reload failed, keeping the keys and revocation "
-						     "list loaded before");
+		mosquitto_log_printf(MOSQ_LOG_ERR, AUTH_LOG_PREFIX
+		                     "reload failed, keeping the keys and revocation "
+		                     "list loaded before");
 		return MOSQ_ERR_PLUGIN_DEFER;
 	}
 	auth_keys_free(&ap->keys);
 	ap->keys = fresh;
 	mosquitto_log_printf(MOSQ_LOG_INFO, AUTH_LOG_PREFIX "reloaded keys, %zu revocation entries",
-			     pg_revoked_count(ap->keys.revoked));
+	                     pg_revoked_count(ap->keys.revoked));
 	auth_kick_revoked(ap);
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
@@ -48,9 +48,11 @@ static const struct {
 	int event;
 	MOSQ_FUNC_generic_callback cb;
 } auth_callbacks[] = {
-	{MOSQ_EVT_BASIC_AUTH, auth_basic_auth_cb}, {MOSQ_EVT_ACL_CHECK, auth_acl_check_cb},
-	{MOSQ_EVT_DISCONNECT, auth_disconnect_cb}, {MOSQ_EVT_RELOAD, auth_reload_cb},
-	{MOSQ_EVT_TICK, auth_tick_cb},
+    {MOSQ_EVT_BASIC_AUTH, auth_basic_auth_cb},
+    {MOSQ_EVT_ACL_CHECK, auth_acl_check_cb},
+    {MOSQ_EVT_DISCONNECT, auth_disconnect_cb},
+    {MOSQ_EVT_RELOAD, auth_reload_cb},
+    {MOSQ_EVT_TICK, auth_tick_cb},
 };
 #define AUTH_NCALLBACKS (sizeof(auth_callbacks) / sizeof(auth_callbacks[0]))
 
@@ -63,7 +65,7 @@ static void auth_free(struct auth_plugin *ap)
 }
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
-			  struct mosquitto_opt *options, int option_count)
+                          struct mosquitto_opt *options, int option_count)
 {
 	struct auth_plugin *ap = calloc(1, sizeof(*ap));
 	size_t i;
@@ -89,13 +91,14 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	for (i = 0; i < AUTH_NCALLBACKS; i++) {
 		rc = mosquitto_callback_register(identifier, auth_callbacks[i].event,
-						 auth_callbacks[i].cb, NULL, ap);
+		                                 auth_callbacks[i].cb, NULL, ap);
 		if (rc != MOSQ_ERR_SUCCESS) {
-			mosquitto_log_printf(MOSQ_LOG_ERR, AUTH_LOG_PREFIX "cannot register callback %d",
-					     auth_callbacks[i].event);
+			mosquitto_log_printf(MOSQ_LOG_ERR,
+			                     AUTH_LOG_PREFIX "cannot register callback %d",
+			                     auth_callbacks[i].event);
 			while (i-- > 0) {
 				mosquitto_callback_unregister(identifier, auth_callbacks[i].event,
-							      auth_callbacks[i].cb, NULL);
+				                              auth_callbacks[i].cb, NULL);
 			}
 			auth_free(ap);
 			return rc;
@@ -103,10 +106,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	*userdata = ap;
 	mosquitto_log_printf(MOSQ_LOG_INFO,
-			     AUTH_LOG_PREFIX "ready: algorithms 0x%x, clock skew %llds, login fail "
-					     "limit %u per %us, user notify %s",
-			     ap->cfg.algs, (long long)ap->cfg.clock_skew_s, ap->cfg.login_fail_limit,
-			     ap->cfg.login_fail_window_s, ap->cfg.user_notify ? "on" : "off");
+	                     AUTH_LOG_PREFIX "ready: algorithms 0x%x, clock skew %llds, login fail "
+	                                     "limit %u per %us, user notify %s",
+	                     ap->cfg.algs, (long long)ap->cfg.clock_skew_s,
+	                     ap->cfg.login_fail_limit, ap->cfg.login_fail_window_s,
+	                     ap->cfg.user_notify ? "on" : "off");
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -120,7 +124,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	}
 	for (i = 0; i < AUTH_NCALLBACKS; i++) {
 		mosquitto_callback_unregister(ap->id, auth_callbacks[i].event, auth_callbacks[i].cb,
-					      NULL);
+		                              NULL);
 	}
 	pg_sessions_reset();
 	auth_free(ap);

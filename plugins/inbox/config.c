@@ -36,14 +36,17 @@ int inbox_config_parse(struct inbox_config *cfg, struct mosquitto_opt *opts, int
 			free(cfg->db_path);
 			cfg->db_path = strdup(val);
 		} else if (strcmp(k, "ttl_s") == 0) {
-			rc = pg_opt_uint(val, 1, 10ULL * 365 * 86400, &cfg->ttl_s, err, sizeof(err));
+			rc =
+			    pg_opt_uint(val, 1, 10ULL * 365 * 86400, &cfg->ttl_s, err, sizeof(err));
 		} else if (strcmp(k, "max_per_user") == 0) {
 			rc = pg_opt_uint(val, 1, 100000000, &v, err, sizeof(err));
 			cfg->max_per_user = (uint32_t)v;
 		} else if (strcmp(k, "dedup_window_s") == 0) {
-			rc = pg_opt_uint(val, 0, 30ULL * 86400, &cfg->dedup_window_s, err, sizeof(err));
+			rc = pg_opt_uint(val, 0, 30ULL * 86400, &cfg->dedup_window_s, err,
+			                 sizeof(err));
 		} else if (strcmp(k, "presence_grace_ms") == 0) {
-			rc = pg_opt_uint(val, 0, 3600000, &cfg->presence_grace_ms, err, sizeof(err));
+			rc =
+			    pg_opt_uint(val, 0, 3600000, &cfg->presence_grace_ms, err, sizeof(err));
 		} else if (strcmp(k, "max_body") == 0) {
 			rc = pg_opt_uint(val, 1, 1u << 20, &v, err, sizeof(err));
 			cfg->max_body = (uint32_t)v;
@@ -58,7 +61,8 @@ int inbox_config_parse(struct inbox_config *cfg, struct mosquitto_opt *opts, int
 				cfg->sync_full = strcmp(val, "full") == 0;
 			} else {
 				rc = -1;
-				strcpy(err, "sync is normal (survives a broker crash) or full (survives power loss)");
+				strcpy(err, "sync is normal (survives a broker crash) or full "
+				            "(survives power loss)");
 			}
 		} else if (strcmp(k, "sys_interval") == 0) {
 			rc = pg_opt_uint(val, 0, 86400, &cfg->sys_interval_s, err, sizeof(err));

@@ -61,7 +61,8 @@ void inbox_counters_tick(struct inbox_plugin *ip, int64_t now_ms)
 	sys_publish("devices/online", devices);
 	sys_publish("users/online", users);
 	for (i = 0; i < REFUSED_COUNT; i++) {
-		snprintf(leaf, sizeof(leaf), "refused/%s", inbox_refusal_name((enum inbox_refusal)i));
+		snprintf(leaf, sizeof(leaf), "refused/%s",
+		         inbox_refusal_name((enum inbox_refusal)i));
 		sys_publish(leaf, ip->counters.refused[i]);
 	}
 }

@@ -28,8 +28,8 @@ struct inbox_config {
 	uint64_t dedup_window_s;
 	uint64_t presence_grace_ms;
 	uint32_t max_body;
-	unsigned send_rate;   /* per second per user; 0 = unlimited */
-	unsigned send_burst;  /* bucket size (2x the rate) */
+	unsigned send_rate;  /* per second per user; 0 = unlimited */
+	unsigned send_burst; /* bucket size (2x the rate) */
 	bool sync_full;
 	uint64_t sys_interval_s;
 };
@@ -46,9 +46,9 @@ enum inbox_refusal {
 };
 
 struct inbox_counters {
-	uint64_t routed;    /* envelopes handed to Mosquitto for delivery */
-	uint64_t instant;   /* INSTANT messages accepted */
-	uint64_t requests;  /* $CONTROL requests answered */
+	uint64_t routed;   /* envelopes handed to Mosquitto for delivery */
+	uint64_t instant;  /* INSTANT messages accepted */
+	uint64_t requests; /* $CONTROL requests answered */
 	uint64_t refused[REFUSED_COUNT];
 };
 
@@ -83,8 +83,8 @@ int inbox_message_cb(int event, void *event_data, void *userdata);
  * publish, so CHAT/NOTIFY go through mosquitto_broker_publish.
  */
 int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
-	       const struct pg_store_msg *msg, bool via_queue, struct pg_store_accepted *acc,
-	       const char **why);
+               const struct pg_store_msg *msg, bool via_queue, struct pg_store_accepted *acc,
+               const char **why);
 const char *inbox_refusal_name(enum inbox_refusal r);
 void inbox_rates_free(struct inbox_plugin *ip);
 /* Forgets send buckets idle long enough to be full again. */

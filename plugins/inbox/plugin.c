@@ -45,10 +45,10 @@ static int inbox_register(struct inbox_plugin *ip, bool on)
 		int event;
 		MOSQ_FUNC_generic_callback cb;
 	} cbs[] = {
-		{MOSQ_EVT_MESSAGE, inbox_message_cb},
-		{MOSQ_EVT_CONTROL, inbox_control_cb},
-		{MOSQ_EVT_TICK, inbox_tick_cb},
-		{MOSQ_EVT_RELOAD, inbox_reload_cb},
+	    {MOSQ_EVT_MESSAGE, inbox_message_cb},
+	    {MOSQ_EVT_CONTROL, inbox_control_cb},
+	    {MOSQ_EVT_TICK, inbox_tick_cb},
+	    {MOSQ_EVT_RELOAD, inbox_reload_cb},
 	};
 	size_t i;
 
@@ -57,13 +57,14 @@ static int inbox_register(struct inbox_plugin *ip, bool on)
 		if (!on) {
 			mosquitto_callback_unregister(ip->id, cbs[i].event, cbs[i].cb, data);
 		} else if (mosquitto_callback_register(ip->id, cbs[i].event, cbs[i].cb, data, ip) !=
-			   MOSQ_ERR_SUCCESS) {
-			mosquitto_log_printf(MOSQ_LOG_ERR, INBOX_LOG_PREFIX "cannot register callback %d",
-					     cbs[i].event);
+		           MOSQ_ERR_SUCCESS) {
+			mosquitto_log_printf(MOSQ_LOG_ERR,
+			                     INBOX_LOG_PREFIX "cannot register callback %d",
+			                     cbs[i].event);
 			while (i-- > 0) {
 				mosquitto_callback_unregister(
-					ip->id, cbs[i].event, cbs[i].cb,
-					cbs[i].event == MOSQ_EVT_CONTROL ? PG_CONTROL_TOPIC : NULL);
+				    ip->id, cbs[i].event, cbs[i].cb,
+				    cbs[i].event == MOSQ_EVT_CONTROL ? PG_CONTROL_TOPIC : NULL);
 			}
 			return MOSQ_ERR_UNKNOWN;
 		}
@@ -81,7 +82,7 @@ static void inbox_free(struct inbox_plugin *ip)
 }
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
-			  struct mosquitto_opt *options, int option_count)
+                          struct mosquitto_opt *options, int option_count)
 {
 	struct inbox_plugin *ip = calloc(1, sizeof(*ip));
 	struct pg_store_config sc;
@@ -104,7 +105,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	sc.max_per_user = ip->cfg.max_per_user;
 	sc.dedup_window_s = ip->cfg.dedup_window_s;
 	if (pg_store_open(&sc, &ip->store, err, sizeof(err)) != 0) {
-		mosquitto_log_printf(MOSQ_LOG_ERR, INBOX_LOG_PREFIX "store %s: %s", ip->cfg.db_path, err);
+		mosquitto_log_printf(MOSQ_LOG_ERR, INBOX_LOG_PREFIX "store %s: %s", ip->cfg.db_path,
+		                     err);
 		inbox_free(ip);
 		return MOSQ_ERR_UNKNOWN;
 	}
@@ -116,12 +118,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	*userdata = ip;
 	mosquitto_log_printf(MOSQ_LOG_INFO,
-			     INBOX_LOG_PREFIX "ready: store %s (sync %s), ttl %llus, %u per user, "
-					      "dedup %llus, presence grace %llums",
-			     ip->cfg.db_path, ip->cfg.sync_full ? "full" : "normal",
-			     (unsigned long long)ip->cfg.ttl_s, ip->cfg.max_per_user,
-			     (unsigned long long)ip->cfg.dedup_window_s,
-			     (unsigned long long)ip->cfg.presence_grace_ms);
+	                     INBOX_LOG_PREFIX "ready: store %s (sync %s), ttl %llus, %u per user, "
+	                                      "dedup %llus, presence grace %llums",
+	                     ip->cfg.db_path, ip->cfg.sync_full ? "full" : "normal",
+	                     (unsigned long long)ip->cfg.ttl_s, ip->cfg.max_per_user,
+	                     (unsigned long long)ip->cfg.dedup_window_s,
+	                     (unsigned long long)ip->cfg.presence_grace_ms);
 	return MOSQ_ERR_SUCCESS;
 }
 

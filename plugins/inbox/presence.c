@@ -63,12 +63,13 @@ static void presence_publish(struct inbox_plugin *ip, const char *uid, bool onli
 	}
 	pigeon__presence__pack(&p, buf);
 	pg_topic_format(topic, sizeof(topic), uid, "presence");
-	if (mosquitto_broker_publish(NULL, topic, (int)len, buf, 1, true, NULL) != MOSQ_ERR_SUCCESS) {
+	if (mosquitto_broker_publish(NULL, topic, (int)len, buf, 1, true, NULL) !=
+	    MOSQ_ERR_SUCCESS) {
 		mosquitto_free(buf);
 	}
 	if (pg_store_set_presence(ip->store, uid, online) != PG_STORE_OK) {
 		mosquitto_log_printf(MOSQ_LOG_WARNING,
-				     INBOX_LOG_PREFIX "could not journal presence of %s", uid);
+		                     INBOX_LOG_PREFIX "could not journal presence of %s", uid);
 	}
 }
 

@@ -36,15 +36,15 @@ static void reply_error(Pigeon__Reply *r, uint32_t code, const char *why)
 }
 
 static void handle_sync(struct inbox_plugin *ip, const struct pg_session *s,
-			const Pigeon__SyncRequest *req, Pigeon__Reply *r, Pigeon__SyncReply **out)
+                        const Pigeon__SyncRequest *req, Pigeon__Reply *r, Pigeon__SyncReply **out)
 {
 	uint32_t limit = req->limit == 0 ? PG_SYNC_LIMIT_DEFAULT : req->limit;
 
 	if (limit > PG_SYNC_LIMIT_MAX) {
 		limit = PG_SYNC_LIMIT_MAX;
 	}
-	if (pg_store_sync(ip->store, s->uid, req->after_seq, limit, PG_SYNC_MAX_BYTES, inbox_now_ms(),
-			  out) != PG_STORE_OK) {
+	if (pg_store_sync(ip->store, s->uid, req->after_seq, limit, PG_SYNC_MAX_BYTES,
+	                  inbox_now_ms(), out) != PG_STORE_OK) {
 		reply_error(r, PG_REPLY_STORE_ERROR, "the store failed to read");
 		return;
 	}
@@ -53,7 +53,7 @@ static void handle_sync(struct inbox_plugin *ip, const struct pg_session *s,
 }
 
 static void handle_ack(struct inbox_plugin *ip, const struct pg_session *s, const Pigeon__Ack *req,
-		       Pigeon__Reply *r)
+                       Pigeon__Reply *r)
 {
 	uint64_t cursor;
 
@@ -70,7 +70,7 @@ static void handle_ack(struct inbox_plugin *ip, const struct pg_session *s, cons
 }
 
 static void handle_send(struct inbox_plugin *ip, const struct pg_session *s,
-			const Pigeon__Send *req, Pigeon__Reply *r, Pigeon__SendReply *sr)
+                        const Pigeon__Send *req, Pigeon__Reply *r, Pigeon__SendReply *sr)
 {
 	struct pg_store_msg msg = {0};
 	struct pg_store_accepted acc;
@@ -110,7 +110,7 @@ static void handle_send(struct inbox_plugin *ip, const struct pg_session *s,
 	if (code != PG_REPLY_OK) {
 		reply_error(r, (uint32_t)code, why);
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, INBOX_LOG_PREFIX "refused Send from %s: %s",
-				     s->client_id, why);
+		                     s->client_id, why);
 		return;
 	}
 	sr->seq = acc.seq;

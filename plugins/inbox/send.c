@@ -32,9 +32,9 @@ struct rate_user {
 };
 
 static const char *const refusal_names[REFUSED_COUNT] = {
-	[REFUSED_BODY_TOO_LARGE] = "body_too_large", [REFUSED_RATE_LIMITED] = "rate_limited",
-	[REFUSED_BAD_PROPERTY] = "bad_property",     [REFUSED_NOT_AUTHORIZED] = "not_authorized",
-	[REFUSED_STORE_ERROR] = "store_error",       [REFUSED_BAD_REQUEST] = "bad_request",
+    [REFUSED_BODY_TOO_LARGE] = "body_too_large", [REFUSED_RATE_LIMITED] = "rate_limited",
+    [REFUSED_BAD_PROPERTY] = "bad_property",     [REFUSED_NOT_AUTHORIZED] = "not_authorized",
+    [REFUSED_STORE_ERROR] = "store_error",       [REFUSED_BAD_REQUEST] = "bad_request",
 };
 
 const char *inbox_refusal_name(enum inbox_refusal r)
@@ -121,8 +121,8 @@ static void instant_to_device(const struct pg_session *s, void *ud)
 }
 
 int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
-	       const struct pg_store_msg *msg, bool via_queue, struct pg_store_accepted *acc,
-	       const char **why)
+               const struct pg_store_msg *msg, bool via_queue, struct pg_store_accepted *acc,
+               const char **why)
 {
 	char topic[PG_TOPIC_MAX];
 	enum pg_store_status rc;
@@ -160,7 +160,8 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 	}
 	pg_topic_format(topic, sizeof(topic), msg->to, "inbox");
 	if (msg->kind == PIGEON__KIND__INSTANT) {
-		struct instant_ctx c = {.topic = topic, .env = acc->envelope, .len = acc->envelope_len};
+		struct instant_ctx c = {
+		    .topic = topic, .env = acc->envelope, .len = acc->envelope_len};
 		pg_sessions_foreach(msg->to, instant_to_device, &c);
 		ip->counters.instant++;
 		ip->counters.routed += (uint64_t)c.sent;
@@ -171,7 +172,7 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 	}
 	if (via_queue) {
 		if (mosquitto_broker_publish(NULL, topic, (int)acc->envelope_len, acc->envelope, 1,
-					     false, NULL) != MOSQ_ERR_SUCCESS) {
+		                             false, NULL) != MOSQ_ERR_SUCCESS) {
 			mosquitto_free(acc->envelope);
 		}
 		acc->envelope = NULL;
@@ -183,20 +184,20 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 
 /* Reads the MQTT 5 user properties pigeon understands. 0, or -1 with *why. */
 static int inbox_read_props(const mosquitto_property *props, char **msg_id, char **ttl,
-			    char **title, char **body, char **content_type, const char **why)
+                            char **title, char **body, char **content_type, const char **why)
 {
 	const mosquitto_property *p;
 	char *name = NULL, *value = NULL;
 	bool skip = false;
 
 	for (p = props; (p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name,
-								  &value, skip)) != NULL;
+	                                                         &value, skip)) != NULL;
 	     skip = true) {
 		char **dst = strcmp(name, "msg-id") == 0       ? msg_id
-			     : strcmp(name, "ttl") == 0        ? ttl
-			     : strcmp(name, "push-title") == 0 ? title
-			     : strcmp(name, "push-body") == 0  ? body
-							       : NULL;
+		             : strcmp(name, "ttl") == 0        ? ttl
+		             : strcmp(name, "push-title") == 0 ? title
+		             : strcmp(name, "push-body") == 0  ? body
+		                                               : NULL;
 		mosquitto_free(name);
 		if (dst != NULL) {
 			mosquitto_free(*dst);
@@ -235,7 +236,7 @@ static int inbox_parse_ttl(const char *s, uint32_t *out)
 static int inbox_refuse(const struct pg_session *s, const char *topic, const char *why)
 {
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, INBOX_LOG_PREFIX "refused send from %s to '%s': %s",
-			     s ? s->client_id : "?", topic, why);
+	                     s ? s->client_id : "?", topic, why);
 	return MOSQ_ERR_ACL_DENIED;
 }
 
@@ -275,12 +276,13 @@ int inbox_message_cb(int event, void *event_data, void *userdata)
 	if (inbox_read_props(ed->properties, &msg_id, &ttl, &title, &pbody, &ctype, &why) != 0 ||
 	    inbox_parse_ttl(ttl, &msg.ttl_s) != 0) {
 		ip->counters.refused[REFUSED_BAD_PROPERTY]++;
-		rc = inbox_refuse(s, ed->topic, why ? why : "ttl must be a positive number of seconds");
+		rc = inbox_refuse(s, ed->topic,
+		                  why ? why : "ttl must be a positive number of seconds");
 		goto out;
 	}
-	msg.kind = t.kind == PG_TOPIC_SEND_CHAT	    ? PIGEON__KIND__CHAT
-		   : t.kind == PG_TOPIC_SEND_NOTIFY ? PIGEON__KIND__NOTIFY
-						    : PIGEON__KIND__INSTANT;
+	msg.kind = t.kind == PG_TOPIC_SEND_CHAT     ? PIGEON__KIND__CHAT
+	           : t.kind == PG_TOPIC_SEND_NOTIFY ? PIGEON__KIND__NOTIFY
+	                                            : PIGEON__KIND__INSTANT;
 	msg.from = s->uid;
 	msg.to = t.uid;
 	msg.type = t.type;
