@@ -267,9 +267,21 @@ class Device:
         rid = next(_request_ids)
         return self.request_raw(pb.Request(id=rid, **body).SerializeToString(), rid, timeout)
 
-    def sync(self, after_seq=0, limit=0, timeout=TIMEOUT):
-        """One SyncRequest; the SyncReply (asserting code 0)."""
-        r = self.request(sync=pb.SyncRequest(after_seq=after_seq, limit=limit), timeout=timeout)
+    def sync(self, after_seq=0, limit=0, timeout=TIMEOUT, attempts=3):
+        """
+        One SyncRequest; the SyncReply (asserting code 0). Like any message to
+        a device more than max_queued_messages behind, a Reply can be dropped
+        by Mosquitto (docs/protocol.md), so a client repeats a request that
+        got no reply: a sync is safe to repeat.
+        """
+        for attempt in range(attempts):
+            try:
+                r = self.request(sync=pb.SyncRequest(after_seq=after_seq, limit=limit),
+                                 timeout=timeout)
+                break
+            except AssertionError:
+                if attempt == attempts - 1:
+                    raise
         assert r.code == REPLY_OK and r.WhichOneof("body") == "sync", f"sync failed: {r}"
         return r.sync
 
