@@ -149,17 +149,13 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pigeon-bench.XXXXXX")
 declare -A pid port
 perf_pid=""
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 cleanup() {
-	local name p i
+	local name
 	[[ -z $perf_pid ]] || kill -KILL "$perf_pid" 2>/dev/null || true
 	for name in "${!pid[@]}"; do
-		p=${pid[$name]}
-		kill -TERM "$p" 2>/dev/null || continue
-		for ((i = 0; i < stop_limit * 10; i++)); do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$p" 2>/dev/null || true
+		stop_pid "${pid[$name]}" "$stop_limit"
 	done
 	rm -rf "$tmp"
 }

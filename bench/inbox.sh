@@ -65,16 +65,12 @@ bench=$build/bin/pigeon-bench
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pigeon-inbox-bench.XXXXXX")
 declare -A pid port
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 cleanup() {
-	local name p i
+	local name
 	for name in "${!pid[@]}"; do
-		p=${pid[$name]}
-		kill -TERM "$p" 2>/dev/null || continue
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$p" 2>/dev/null || true
+		stop_pid "${pid[$name]}" 10
 	done
 	rm -rf "$tmp"
 }
@@ -116,14 +112,9 @@ start_broker() {
 	die "broker $name did not start"
 }
 
-stop_broker() {
-	local name=$1 i
-	kill -TERM "${pid[$name]}" 2>/dev/null || return 0
-	for ((i = 0; i < 300; i++)); do
-		kill -0 "${pid[$name]}" 2>/dev/null || break
-		sleep 0.1
-	done
-	unset "pid[$name]"
+stop_broker() { # waits for the exit: pigeon applies its journal on the way out
+	stop_pid "${pid[$1]}" 30
+	unset "pid[$1]"
 }
 
 start_broker plain "allow_anonymous true"
