@@ -22,6 +22,7 @@ struct pg_journal {
 	char *prefix;
 	int fd;
 	bool sync_full;
+	bool broken; /* a failed append could not be undone: start a new segment */
 	uint64_t bytes;
 	uint8_t *buf; /* header + payload, reused so a frame is one write */
 	size_t bufcap;
@@ -46,7 +47,13 @@ static int journal_segment_open(struct pg_journal *j, uint64_t first_lsn)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s.jnl.%020" PRIu64, j->prefix, first_lsn);
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	/*
+	 * A segment of this name can only exist without an intact record (any
+	 * record in it would have an LSN >= first_lsn, and first_lsn is past
+	 * every LSN replay saw), e.g. a torn first frame after a power loss:
+	 * start it empty, or new frames would sit behind the torn one.
+	 */
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		return -1;
 	}
@@ -126,10 +133,11 @@ int pg_journal_append(struct pg_journal *j, uint64_t lsn, const uint8_t *payload
 		errno = EMSGSIZE;
 		return -1;
 	}
-	if (j->bytes + need > PG_JOURNAL_SEGMENT_MAX && j->bytes > 0 &&
+	if (((j->bytes + need > PG_JOURNAL_SEGMENT_MAX && j->bytes > 0) || j->broken) &&
 	    journal_segment_open(j, lsn) != 0) {
 		return -1;
 	}
+	j->broken = false;
 	if (need > j->bufcap) {
 		size_t cap = need < 4096 ? 4096 : need * 2;
 		uint8_t *nb = realloc(j->buf, cap);
@@ -146,14 +154,18 @@ int pg_journal_append(struct pg_journal *j, uint64_t lsn, const uint8_t *payload
 	do {
 		n = write(j->fd, j->buf, need);
 	} while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)need) {
-		if (n >= 0) {
-			/* A short write leaves a torn frame; replay stops before it. */
-			errno = ENOSPC;
+	if (n != (ssize_t)need || (j->sync_full && fdatasync(j->fd) != 0)) {
+		int saved = n >= 0 && n != (ssize_t)need ? ENOSPC : errno;
+		/*
+		 * The caller refuses this record, so it must not come back at
+		 * replay, and a torn frame would hide every later frame of the
+		 * segment: cut the file back to the last good frame, or failing
+		 * that, write the next record to a new segment.
+		 */
+		if (ftruncate(j->fd, (off_t)j->bytes) != 0) {
+			j->broken = true;
 		}
-		return -1;
-	}
-	if (j->sync_full && fdatasync(j->fd) != 0) {
+		errno = saved;
 		return -1;
 	}
 	j->bytes += need;
