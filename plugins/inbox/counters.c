@@ -49,7 +49,7 @@ void inbox_counters_tick(struct inbox_plugin *ip, int64_t now_ms)
 	sys_publish("messages/stored", ss.accepted);
 	sys_publish("messages/merged", ss.merged);
 	sys_publish("messages/duplicates", ss.duplicates);
-	sys_publish("messages/routed", ip->counters.routed);
+	sys_publish("messages/delivered", ip->counters.routed);
 	sys_publish("messages/instant", ip->counters.instant);
 	sys_publish("messages/dropped/expired", ss.expired);
 	sys_publish("messages/dropped/cap", ss.capped);
