@@ -32,7 +32,7 @@ struct store_pending {
 	struct store_user *user;
 	uint64_t lsn;
 	uint64_t seq;
-	int64_t expires_at_ms;
+	int64_t expires_at_ms; /* a delete: the replaced message's */
 	bool is_delete;
 	size_t env_len;
 	uint8_t env[]; /* packed Envelope (appends) */
@@ -618,7 +618,8 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	pa = pending_new(st, u, 0, env.seq, false, out->envelope, out->envelope_len,
 	                 (int64_t)env.expires_at_ms);
 	if (app.replaces_seq) {
-		pd = pending_new(st, u, 0, app.replaces_seq, true, NULL, 0, 0);
+		/* With the replaced one's expiry: unread must not uncount an expired one. */
+		pd = pending_new(st, u, 0, app.replaces_seq, true, NULL, 0, slot->expires_at_ms);
 	}
 	if (slot == NULL && msg->kind == PIGEON__KIND__NOTIFY) {
 		slot = calloc(1, sizeof(*slot));
@@ -977,7 +978,13 @@ enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const
 		if (p->seq <= *cursor) {
 			continue;
 		}
-		if (p->is_delete && n > 0) {
+		/*
+		 * A delete cancels the replaced message only if it was counted:
+		 * neither SQLite's count nor the pending appends include an
+		 * expired one (decrementing for it made a fresh notification
+		 * replacing an expired one read as 0 unread until applied).
+		 */
+		if (p->is_delete && p->expires_at_ms > now_ms && n > 0) {
 			n--;
 		} else if (!p->is_delete && p->expires_at_ms > now_ms) {
 			n++;
@@ -992,6 +999,10 @@ enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid,
 	Pigeon__Journal__Presence pr = PIGEON__JOURNAL__PRESENCE__INIT;
 	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
 
+	/* Like every other entry point (an invalid uid was journaled and stored). */
+	if (!pg_ident_valid_str(uid)) {
+		return PG_STORE_INVALID;
+	}
 	pr.uid = (char *)uid;
 	pr.online = online;
 	rec.change_case = PIGEON__JOURNAL__RECORD__CHANGE_PRESENCE;

@@ -1,0 +1,1514 @@
+/*
+ * The message store (store.c, store_apply.c, store_db.c) through its public
+ * interface: per-recipient CHAT seqs; sync paging (limit, max_bytes, more,
+ * head_seq, oldest_seq); NOTIFY merging and its reset by an ack; dedup;
+ * reads that merge records not yet applied to SQLite; acks and unread
+ * counts; INSTANT; invalid input; the per-user cap; TTL; presence; and
+ * durability: a process that dies without closing (fork + _exit) loses no
+ * accepted record, and a clean restart keeps everything and trims the
+ * journal.
+ *
+ * "Not yet applied" is made deterministic by holding SQLite's write lock
+ * from a second connection (block_writer): the store thread then cannot
+ * commit, so every record accepted meanwhile lives only in the journal and
+ * in the broker thread's pending entries.
+ *
+ * Each test uses its own mkdtemp directory, removed at its end.
+ */
+#include <errno.h>
+#include <glob.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "check.h"
+#include "store.h"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------- fixture: a temp directory with a store in it ---------- */
+
+struct fx {
+	char dir[64];
+	char db[128];
+	struct pg_store_config cfg;
+	struct pg_store *st;
+};
+
+static void fx_init(struct fx *f, uint32_t max_per_user)
+{
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/pigeon-store-XXXXXX");
+	if (mkdtemp(f->dir) == NULL) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	snprintf(f->db, sizeof(f->db), "%s/store.db", f->dir);
+	f->cfg.db_path = f->db;
+	f->cfg.sync_full = false;
+	f->cfg.ttl_s = 3600;
+	f->cfg.max_per_user = max_per_user;
+	f->cfg.dedup_window_s = 600;
+}
+
+static struct pg_store *fx_open(struct fx *f)
+{
+	char err[256] = "";
+
+	f->st = NULL;
+	if (pg_store_open(&f->cfg, &f->st, err, sizeof(err)) != 0 || f->st == NULL) {
+		/* Nothing else can be checked without a store. */
+		fprintf(stderr, "pg_store_open(%s) failed: %s\n", f->db, err);
+		exit(1);
+	}
+	return f->st;
+}
+
+static void fx_close(struct fx *f)
+{
+	pg_store_close(f->st);
+	f->st = NULL;
+}
+
+/* Closes the store and removes the directory with everything in it. */
+static void fx_done(struct fx *f)
+{
+	char pattern[160];
+	glob_t g;
+	size_t i;
+
+	fx_close(f);
+	snprintf(pattern, sizeof(pattern), "%s/*", f->dir);
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		for (i = 0; i < g.gl_pathc; i++) {
+			unlink(g.gl_pathv[i]);
+		}
+		globfree(&g);
+	}
+	CHECK_EQ(rmdir(f->dir), 0);
+}
+
+/* Journal segment files beside the database. */
+static size_t jnl_count(const struct fx *f)
+{
+	char pattern[160];
+	glob_t g;
+	size_t n = 0;
+
+	snprintf(pattern, sizeof(pattern), "%s.jnl.*", f->db);
+	if (glob(pattern, 0, NULL, &g) == 0) {
+		n = g.gl_pathc;
+		globfree(&g);
+	}
+	return n;
+}
+
+/* Holds SQLite's write lock so that the store thread cannot commit. */
+static sqlite3 *block_writer(const struct fx *f)
+{
+	sqlite3 *h = NULL;
+
+	CHECK_EQ(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(h, 10000);
+	CHECK_EQ(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	return h;
+}
+
+static void unblock_writer(sqlite3 *h)
+{
+	CHECK_EQ(sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+}
+
+static uint64_t pending(struct pg_store *st)
+{
+	struct pg_store_stats s;
+
+	pg_store_get_stats(st, &s);
+	return s.pending;
+}
+
+/* ---------- sending ---------- */
+
+struct sent {
+	enum pg_store_status rc;
+	uint64_t seq;
+	uint32_t merged;
+	bool duplicate;
+	uint8_t *packed; /* the envelope as returned by accept (NULL if none) */
+	size_t packed_len;
+	Pigeon__Envelope *env; /* packed, unpacked */
+};
+
+static void sent_free(struct sent *s)
+{
+	free(s->packed);
+	if (s->env) {
+		pigeon__envelope__free_unpacked(s->env, NULL);
+	}
+	memset(s, 0, sizeof(*s));
+}
+
+static struct sent send_full(struct pg_store *st, const struct pg_store_msg *m)
+{
+	struct pg_store_accepted a;
+	struct sent s;
+
+	memset(&s, 0, sizeof(s));
+	memset(&a, 0x55, sizeof(a)); /* accept must set every field */
+	s.rc = pg_store_accept(st, m, malloc, &a);
+	s.seq = a.seq;
+	s.merged = a.merged;
+	s.duplicate = a.duplicate;
+	s.packed = a.envelope;
+	s.packed_len = a.envelope_len;
+	if (a.envelope != NULL) {
+		s.env = pigeon__envelope__unpack(NULL, a.envelope_len, a.envelope);
+		CHECK(s.env != NULL);
+	}
+	return s;
+}
+
+static struct pg_store_msg msg_of(Pigeon__Kind kind, const char *from, const char *to,
+                                  const char *type, const char *msg_id, const char *body,
+                                  int64_t now)
+{
+	struct pg_store_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.kind = kind;
+	m.from = from;
+	m.to = to;
+	m.type = type;
+	m.msg_id = msg_id;
+	m.content_type = "text/plain";
+	m.body = (const uint8_t *)body;
+	m.body_len = body ? strlen(body) : 0;
+	m.now_ms = now;
+	return m;
+}
+
+/* Accepts a CHAT and returns its seq (0 on failure, which fails a check). */
+static uint64_t chat(struct pg_store *st, const char *from, const char *to, const char *msg_id,
+                     const char *body)
+{
+	struct pg_store_msg m = msg_of(PIGEON__KIND__CHAT, from, to, NULL, msg_id, body, now_ms());
+	struct sent s = send_full(st, &m);
+	uint64_t seq = s.seq;
+
+	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK(!s.duplicate);
+	CHECK(s.packed != NULL);
+	sent_free(&s);
+	return seq;
+}
+
+/* Accepts a NOTIFY; returns the whole result (caller frees). */
+static struct sent notify(struct pg_store *st, const char *to, const char *type, const char *body,
+                          int64_t now, uint32_t ttl_s)
+{
+	struct pg_store_msg m = msg_of(PIGEON__KIND__NOTIFY, "svc", to, type, NULL, body, now);
+
+	m.ttl_s = ttl_s;
+	return send_full(st, &m);
+}
+
+static Pigeon__SyncReply *sync_of(struct pg_store *st, const char *uid, uint64_t after,
+                                  uint32_t limit, size_t max_bytes)
+{
+	Pigeon__SyncReply *r = NULL;
+
+	CHECK_EQ(pg_store_sync(st, uid, after, limit, max_bytes, now_ms(), &r), PG_STORE_OK);
+	CHECK(r != NULL);
+	return r;
+}
+
+static bool body_is(const Pigeon__Envelope *e, const char *want)
+{
+	return e->body.len == strlen(want) && memcmp(e->body.data, want, e->body.len) == 0;
+}
+
+static uint64_t head_of(struct pg_store *st, const char *uid)
+{
+	uint64_t h = 12345;
+
+	CHECK_EQ(pg_store_head(st, uid, &h), PG_STORE_OK);
+	return h;
+}
+
+static uint64_t unread_of(struct pg_store *st, const char *uid, const char *device,
+                          uint64_t *cursor)
+{
+	uint64_t c = 12345, n = 12345;
+
+	CHECK_EQ(pg_store_unread(st, uid, device, now_ms(), &c, &n), PG_STORE_OK);
+	if (cursor) {
+		*cursor = c;
+	}
+	return n;
+}
+
+/* ---------- tests ---------- */
+
+static void test_chat_seqs_per_recipient(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct sent s;
+	int64_t t0 = now_ms();
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	CHECK_EQ(head_of(st, "bob"), 0);
+
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "a1", "hello bob", t0);
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.seq, 1);
+	CHECK_EQ(s.merged, 0);
+	CHECK(!s.duplicate);
+	/* The envelope is what will be delivered: every field filled in. */
+	CHECK(s.env != NULL);
+	if (s.env) {
+		CHECK_EQ(s.env->seq, 1);
+		CHECK_STR(s.env->from, "alice");
+		CHECK_STR(s.env->to, "bob");
+		CHECK_EQ(s.env->kind, PIGEON__KIND__CHAT);
+		CHECK_STR(s.env->type, "");
+		CHECK_STR(s.env->msg_id, "a1");
+		CHECK_STR(s.env->content_type, "text/plain");
+		CHECK(body_is(s.env, "hello bob"));
+		CHECK_EQ(s.env->sent_at_ms, t0);
+		CHECK_EQ(s.env->expires_at_ms, t0 + 3600 * 1000);
+		CHECK_EQ(s.env->merged, 0);
+	}
+	sent_free(&s);
+
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "two"), 2);
+	CHECK_EQ(chat(st, "alice", "carol", NULL, "c-one"), 1);
+	CHECK_EQ(chat(st, "dave", "bob", "", "three"), 3);
+	CHECK_EQ(chat(st, "bob", "carol", NULL, "c-two"), 2);
+	CHECK_EQ(chat(st, "bob", "bob", NULL, "to self"), 4);
+	CHECK_EQ(head_of(st, "bob"), 4);
+	CHECK_EQ(head_of(st, "carol"), 2);
+	CHECK_EQ(head_of(st, "alice"), 0);
+
+	/* A TTL longer than the configured one is cut to it; a shorter one is kept. */
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "erin", NULL, NULL, "x", t0);
+	m.ttl_s = 999999;
+	s = send_full(st, &m);
+	CHECK(s.env && s.env->expires_at_ms == (uint64_t)(t0 + 3600 * 1000));
+	sent_free(&s);
+	m.ttl_s = 60;
+	s = send_full(st, &m);
+	CHECK_EQ(s.seq, 2);
+	CHECK(s.env && s.env->expires_at_ms == (uint64_t)(t0 + 60 * 1000));
+	sent_free(&s);
+
+	{
+		struct pg_store_stats stats;
+		pg_store_get_stats(st, &stats);
+		CHECK_EQ(stats.accepted, 8);
+		pg_store_flush(st);
+		pg_store_get_stats(st, &stats);
+		CHECK_EQ(stats.pending, 0);
+		CHECK_EQ(stats.apply_errors, 0);
+	}
+	/* Heads come back from SQLite after a restart. */
+	fx_close(&f);
+	st = fx_open(&f);
+	CHECK_EQ(head_of(st, "bob"), 4);
+	CHECK_EQ(head_of(st, "carol"), 2);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "five"), 5);
+	fx_done(&f);
+}
+
+/* Checks that r holds exactly seqs first..last with bodies "m<seq>". */
+static void check_range(const Pigeon__SyncReply *r, uint64_t first, uint64_t last)
+{
+	size_t i;
+	char want[32];
+
+	CHECK_EQ(r->n_messages, last >= first ? last - first + 1 : 0);
+	for (i = 0; i < r->n_messages && first + i <= last; i++) {
+		CHECK_EQ(r->messages[i]->seq, first + i);
+		snprintf(want, sizeof(want), "m%llu", (unsigned long long)(first + i));
+		CHECK(body_is(r->messages[i], want));
+	}
+}
+
+static void sync_paging_checks(struct pg_store *st)
+{
+	Pigeon__SyncReply *r;
+
+	r = sync_of(st, "bob", 0, 4, 1 << 20);
+	check_range(r, 1, 4);
+	CHECK(r->more);
+	CHECK_EQ(r->head_seq, 10);
+	CHECK_EQ(r->oldest_seq, 1);
+	pg_store_sync_free(r);
+
+	r = sync_of(st, "bob", 4, 4, 1 << 20);
+	check_range(r, 5, 8);
+	CHECK(r->more);
+	CHECK_EQ(r->oldest_seq, 1);
+	pg_store_sync_free(r);
+
+	r = sync_of(st, "bob", 8, 4, 1 << 20);
+	check_range(r, 9, 10);
+	CHECK(!r->more);
+	CHECK_EQ(r->head_seq, 10);
+	pg_store_sync_free(r);
+
+	r = sync_of(st, "bob", 0, 10, 1 << 20);
+	check_range(r, 1, 10);
+	CHECK(!r->more);
+	pg_store_sync_free(r);
+
+	r = sync_of(st, "bob", 10, 100, 1 << 20);
+	check_range(r, 1, 0);
+	CHECK(!r->more);
+	CHECK_EQ(r->head_seq, 10);
+	CHECK_EQ(r->oldest_seq, 1);
+	pg_store_sync_free(r);
+
+	/* max_bytes counts bodies ("m1".."m9": 2 bytes each): 5 bytes -> 2 of them. */
+	r = sync_of(st, "bob", 0, 100, 5);
+	check_range(r, 1, 2);
+	CHECK(r->more);
+	pg_store_sync_free(r);
+	/* At least one message whatever max_bytes says. */
+	r = sync_of(st, "bob", 3, 100, 0);
+	check_range(r, 4, 4);
+	CHECK(r->more);
+	pg_store_sync_free(r);
+
+	/* carol's stream is independent. */
+	r = sync_of(st, "carol", 0, 100, 1 << 20);
+	check_range(r, 1, 2);
+	CHECK_EQ(r->head_seq, 2);
+	pg_store_sync_free(r);
+
+	/* A user with nothing: no messages, head 0, oldest = head + 1. */
+	r = sync_of(st, "nobody", 0, 100, 1 << 20);
+	CHECK_EQ(r->n_messages, 0);
+	CHECK(!r->more);
+	CHECK_EQ(r->head_seq, 0);
+	CHECK_EQ(r->oldest_seq, 1);
+	pg_store_sync_free(r);
+}
+
+static void test_sync_paging(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	sqlite3 *lock;
+	char body[16];
+	int i;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	/* First with every message pending (SQLite blocked), then applied. */
+	lock = block_writer(&f);
+	for (i = 1; i <= 10; i++) {
+		snprintf(body, sizeof(body), "m%d", i);
+		CHECK_EQ(chat(st, "alice", "bob", NULL, body), (uint64_t)i);
+	}
+	CHECK_EQ(chat(st, "alice", "carol", NULL, "m1"), 1);
+	CHECK_EQ(chat(st, "alice", "carol", NULL, "m2"), 2);
+	CHECK_EQ(pending(st), 12);
+	sync_paging_checks(st);
+	unblock_writer(lock);
+	pg_store_flush(st);
+	CHECK_EQ(pending(st), 0);
+	sync_paging_checks(st);
+
+	/* Half applied, half pending: the merge gives the same pages. */
+	fx_done(&f);
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	for (i = 1; i <= 5; i++) {
+		snprintf(body, sizeof(body), "m%d", i);
+		chat(st, "alice", "bob", NULL, body);
+	}
+	chat(st, "alice", "carol", NULL, "m1");
+	pg_store_flush(st);
+	lock = block_writer(&f);
+	for (i = 6; i <= 10; i++) {
+		snprintf(body, sizeof(body), "m%d", i);
+		CHECK_EQ(chat(st, "alice", "bob", NULL, body), (uint64_t)i);
+	}
+	chat(st, "alice", "carol", NULL, "m2");
+	CHECK_EQ(pending(st), 6);
+	sync_paging_checks(st);
+	unblock_writer(lock);
+	pg_store_flush(st);
+	sync_paging_checks(st);
+
+	/* Invalid sync arguments. */
+	{
+		Pigeon__SyncReply *r = (Pigeon__SyncReply *)&r;
+		CHECK_EQ(pg_store_sync(st, "bob", 0, 0, 1000, now_ms(), &r), PG_STORE_INVALID);
+		CHECK(r == NULL);
+		CHECK_EQ(pg_store_sync(st, "bo/b", 0, 10, 1000, now_ms(), &r), PG_STORE_INVALID);
+		CHECK_EQ(pg_store_sync(st, NULL, 0, 10, 1000, now_ms(), &r), PG_STORE_INVALID);
+		pg_store_sync_free(NULL);
+	}
+	fx_done(&f);
+}
+
+/* Envelopes returned by sync are byte for byte those accept returned. */
+static void test_sync_returns_delivered_bytes(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct sent s[6];
+	Pigeon__SyncReply *r;
+	sqlite3 *lock;
+	int pass, i;
+	char body[32];
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	lock = block_writer(&f);
+	for (i = 0; i < 6; i++) {
+		struct pg_store_msg m;
+		snprintf(body, sizeof(body), "payload %d \x01\x02", i);
+		m = i % 2 ? msg_of(PIGEON__KIND__NOTIFY, "svc", "bob", i == 3 ? "b" : "a", NULL,
+		                   body, now_ms())
+		          : msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "id", body, now_ms());
+		m.msg_id = i % 2 ? NULL : (i == 0 ? "id0" : i == 2 ? "id2" : "id4");
+		m.push_title = "title";
+		m.push_body = "push";
+		s[i] = send_full(st, &m);
+		CHECK_EQ(s[i].rc, PG_STORE_OK);
+		CHECK_EQ(s[i].seq, (uint64_t)i + 1);
+	}
+	/* seq 2 (type a) was replaced by seq 6: stored are 1, 3, 4, 5, 6. */
+	for (pass = 0; pass < 2; pass++) {
+		const int want[] = {0, 2, 3, 4, 5};
+		r = sync_of(st, "bob", 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 5);
+		for (i = 0; i < 5 && (size_t)i < r->n_messages; i++) {
+			const struct sent *w = &s[want[i]];
+			size_t len = pigeon__envelope__get_packed_size(r->messages[i]);
+			uint8_t *buf = malloc(len ? len : 1);
+			pigeon__envelope__pack(r->messages[i], buf);
+			CHECK_EQ(len, w->packed_len);
+			if (len == w->packed_len) {
+				CHECK_MEM(buf, w->packed, len);
+			}
+			free(buf);
+		}
+		CHECK_EQ(r->oldest_seq, 1);
+		pg_store_sync_free(r);
+		if (pass == 0) {
+			CHECK(pending(st) > 0);
+			unblock_writer(lock);
+			pg_store_flush(st);
+		}
+	}
+	for (i = 0; i < 6; i++) {
+		sent_free(&s[i]);
+	}
+	fx_done(&f);
+}
+
+static void notify_checks_30_20(struct pg_store *st)
+{
+	Pigeon__SyncReply *r = sync_of(st, "bob", 0, 100, 1 << 20);
+
+	CHECK_EQ(r->n_messages, 2);
+	if (r->n_messages == 2) {
+		CHECK_EQ(r->messages[0]->seq, 30);
+		CHECK_STR(r->messages[0]->type, "like");
+		CHECK_EQ(r->messages[0]->merged, 29);
+		CHECK(body_is(r->messages[0], "like 29"));
+		CHECK_EQ(r->messages[1]->seq, 50);
+		CHECK_STR(r->messages[1]->type, "follow");
+		CHECK_EQ(r->messages[1]->merged, 19);
+		CHECK(body_is(r->messages[1], "follow 19"));
+	}
+	CHECK(!r->more);
+	CHECK_EQ(r->head_seq, 50);
+	/* Seqs 1..29 are replaced: the lowest still stored is 30. */
+	CHECK_EQ(r->oldest_seq, 30);
+	pg_store_sync_free(r);
+
+	/* A page of one, and the next page. */
+	r = sync_of(st, "bob", 0, 1, 1 << 20);
+	CHECK_EQ(r->n_messages, 1);
+	CHECK(r->n_messages == 1 && r->messages[0]->seq == 30);
+	CHECK(r->more);
+	pg_store_sync_free(r);
+	r = sync_of(st, "bob", 30, 1, 1 << 20);
+	CHECK_EQ(r->n_messages, 1);
+	CHECK(r->n_messages == 1 && r->messages[0]->seq == 50);
+	pg_store_sync_free(r);
+
+	CHECK_EQ(unread_of(st, "bob", "phone", NULL), 2);
+}
+
+static void test_notify_merging(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_stats stats;
+	struct sent s;
+	sqlite3 *lock;
+	char body[32];
+	int i;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	lock = block_writer(&f);
+	for (i = 0; i < 30; i++) {
+		snprintf(body, sizeof(body), "like %d", i);
+		s = notify(st, "bob", "like", body, now_ms(), 0);
+		CHECK_EQ(s.rc, PG_STORE_OK);
+		CHECK_EQ(s.seq, (uint64_t)i + 1);
+		CHECK_EQ(s.merged, (uint32_t)i);
+		CHECK(s.env && s.env->merged == (uint32_t)i && s.env->kind == PIGEON__KIND__NOTIFY);
+		sent_free(&s);
+	}
+	for (i = 0; i < 20; i++) {
+		snprintf(body, sizeof(body), "follow %d", i);
+		s = notify(st, "bob", "follow", body, now_ms(), 0);
+		CHECK_EQ(s.seq, (uint64_t)i + 31);
+		CHECK_EQ(s.merged, (uint32_t)i);
+		sent_free(&s);
+	}
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.accepted, 50);
+	CHECK_EQ(stats.merged, 48);
+	/* All pending (with pending deletes of the replaced ones) ... */
+	CHECK_EQ(pending(st), 50);
+	notify_checks_30_20(st);
+	/* ... then all applied: SQLite holds the same two. */
+	unblock_writer(lock);
+	pg_store_flush(st);
+	notify_checks_30_20(st);
+
+	/* Merged counts survive a restart (the slots are reloaded from SQLite). */
+	fx_close(&f);
+	st = fx_open(&f);
+	notify_checks_30_20(st);
+
+	/*
+	 * A device acks past the stored like (30) but not the follow (50): the
+	 * next like starts over at merged 0, the next follow goes on at 20.
+	 * Pending deletes of rows that are in SQLite are merged too.
+	 */
+	{
+		uint64_t cur = 0;
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 30, &cur), PG_STORE_OK);
+		CHECK_EQ(cur, 30);
+	}
+	lock = block_writer(&f);
+	s = notify(st, "bob", "like", "like again", now_ms(), 0);
+	CHECK_EQ(s.seq, 51);
+	CHECK_EQ(s.merged, 0);
+	sent_free(&s);
+	s = notify(st, "bob", "follow", "follow again", now_ms(), 0);
+	CHECK_EQ(s.seq, 52);
+	CHECK_EQ(s.merged, 20);
+	sent_free(&s);
+	for (i = 0; i < 2; i++) {
+		Pigeon__SyncReply *r = sync_of(st, "bob", 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 2);
+		if (r->n_messages == 2) {
+			CHECK_EQ(r->messages[0]->seq, 51);
+			CHECK_EQ(r->messages[0]->merged, 0);
+			CHECK(body_is(r->messages[0], "like again"));
+			CHECK_EQ(r->messages[1]->seq, 52);
+			CHECK_EQ(r->messages[1]->merged, 20);
+		}
+		CHECK_EQ(r->oldest_seq, 51);
+		CHECK_EQ(r->head_seq, 52);
+		pg_store_sync_free(r);
+		CHECK_EQ(unread_of(st, "bob", "phone", NULL), 2);
+		CHECK_EQ(unread_of(st, "bob", "tablet", NULL), 2);
+		if (i == 0) {
+			unblock_writer(lock);
+			pg_store_flush(st);
+		}
+	}
+	/* An ack of everything: the next of each type is merged 0. */
+	{
+		uint64_t cur = 0;
+		CHECK_EQ(pg_store_ack(st, "bob", "tablet", 52, &cur), PG_STORE_OK);
+	}
+	s = notify(st, "bob", "follow", "f", now_ms(), 0);
+	CHECK_EQ(s.merged, 0);
+	sent_free(&s);
+	s = notify(st, "bob", "like", "l", now_ms(), 0);
+	CHECK_EQ(s.merged, 0);
+	sent_free(&s);
+	/* Other users' types are their own. */
+	s = notify(st, "carol", "like", "l", now_ms(), 0);
+	CHECK_EQ(s.seq, 1);
+	CHECK_EQ(s.merged, 0);
+	sent_free(&s);
+	fx_done(&f);
+}
+
+/* A stored notification that expired is not counted as merged, nor as unread. */
+static void test_notify_replacing_expired(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct sent s;
+	sqlite3 *lock = NULL;
+	Pigeon__SyncReply *r;
+	int pass;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	for (pass = 0; pass < 2; pass++) {
+		const char *uid = pass == 0 ? "bob" : "carol";
+		/* pass 0: the expired one is pending too; pass 1: it is in SQLite. */
+		if (pass == 0) {
+			lock = block_writer(&f);
+		}
+		s = notify(st, uid, "like", "old", now_ms() - 10000, 1);
+		CHECK_EQ(s.seq, 1);
+		sent_free(&s);
+		if (pass == 1) {
+			pg_store_flush(st);
+			lock = block_writer(&f);
+		}
+		s = notify(st, uid, "like", "new", now_ms(), 0);
+		CHECK_EQ(s.seq, 2);
+		CHECK_EQ(s.merged, 0);
+		sent_free(&s);
+		CHECK_EQ(unread_of(st, uid, "phone", NULL), 1);
+		r = sync_of(st, uid, 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 1);
+		CHECK(r->n_messages == 1 && r->messages[0]->seq == 2);
+		CHECK_EQ(r->oldest_seq, 2);
+		pg_store_sync_free(r);
+		unblock_writer(lock);
+		pg_store_flush(st);
+		CHECK_EQ(unread_of(st, uid, "phone", NULL), 1);
+	}
+	fx_done(&f);
+}
+
+static void test_dedup(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct pg_store_stats stats;
+	struct sent s;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	CHECK_EQ(chat(st, "alice", "bob", "m-1", "first"), 1);
+	CHECK_EQ(chat(st, "alice", "bob", "m-2", "second"), 2);
+
+	/* The same (from, msg_id): the original seq, nothing stored, no envelope. */
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "m-1", "first again", now_ms());
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK(s.duplicate);
+	CHECK_EQ(s.seq, 1);
+	CHECK(s.packed == NULL);
+	CHECK_EQ(s.merged, 0);
+	sent_free(&s);
+	CHECK_EQ(head_of(st, "bob"), 2);
+
+	/* Another sender with the same msg_id is a new message. */
+	CHECK_EQ(chat(st, "carol", "bob", "m-1", "carol's"), 3);
+	/* No msg_id: never a duplicate. */
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "first"), 4);
+	CHECK_EQ(chat(st, "alice", "bob", "", "first"), 5);
+
+	/* Still a duplicate once applied (looked up in SQLite), and a NOTIFY too. */
+	pg_store_flush(st);
+	s = send_full(st, &m);
+	CHECK(s.duplicate);
+	CHECK_EQ(s.seq, 1);
+	sent_free(&s);
+	m = msg_of(PIGEON__KIND__NOTIFY, "alice", "bob", "like", "m-2", "n", now_ms());
+	s = send_full(st, &m);
+	CHECK(s.duplicate);
+	CHECK_EQ(s.seq, 2);
+	sent_free(&s);
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.duplicates, 3);
+	CHECK_EQ(stats.accepted, 5);
+
+	/* And after a restart. */
+	fx_close(&f);
+	st = fx_open(&f);
+	m = msg_of(PIGEON__KIND__CHAT, "carol", "bob", NULL, "m-1", "again", now_ms());
+	s = send_full(st, &m);
+	CHECK(s.duplicate);
+	CHECK_EQ(s.seq, 3);
+	sent_free(&s);
+	CHECK_EQ(chat(st, "carol", "bob", "m-3", "new"), 6);
+
+	{
+		Pigeon__SyncReply *r = sync_of(st, "bob", 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 6);
+		CHECK(r->n_messages == 6 && body_is(r->messages[0], "first") &&
+		      body_is(r->messages[2], "carol's"));
+		pg_store_sync_free(r);
+	}
+	fx_done(&f);
+}
+
+static void test_ack_and_unread(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	uint64_t cur = 99, n;
+	sqlite3 *lock;
+	int pass;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	/* Nothing yet: seq 0 is the head, anything above is refused. */
+	CHECK_EQ(pg_store_ack(st, "bob", "phone", 1, &cur), PG_STORE_INVALID);
+	CHECK_EQ(cur, 0);
+	CHECK_EQ(unread_of(st, "bob", "phone", &cur), 0);
+	CHECK_EQ(cur, 0);
+
+	lock = block_writer(&f);
+	chat(st, "alice", "bob", NULL, "1");
+	chat(st, "alice", "bob", NULL, "2");
+	chat(st, "alice", "bob", NULL, "3");
+	for (pass = 0; pass < 3; pass++) {
+		/* pass 0: all pending; 1: applied; 2: after a restart */
+		if (pass == 0) {
+			CHECK_EQ(unread_of(st, "bob", "phone", &cur), 3);
+			CHECK_EQ(pg_store_ack(st, "bob", "phone", 2, &cur), PG_STORE_OK);
+			CHECK_EQ(cur, 2);
+			CHECK_EQ(pg_store_ack(st, "bob", "laptop", 1, &cur), PG_STORE_OK);
+			CHECK_EQ(cur, 1);
+		}
+		/* Never backward. */
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 1, &cur), PG_STORE_OK);
+		CHECK_EQ(cur, 2);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 0, &cur), PG_STORE_OK);
+		CHECK_EQ(cur, 2);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 2, &cur), PG_STORE_OK);
+		CHECK_EQ(cur, 2);
+		/* Beyond the head: refused, cursor unchanged. */
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 4, &cur), PG_STORE_INVALID);
+		CHECK_EQ(cur, 2);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", UINT64_MAX, &cur), PG_STORE_INVALID);
+		CHECK_EQ(cur, 2);
+		/* Per device. */
+		CHECK_EQ(unread_of(st, "bob", "phone", &cur), 1);
+		CHECK_EQ(cur, 2);
+		CHECK_EQ(unread_of(st, "bob", "laptop", &cur), 2);
+		CHECK_EQ(cur, 1);
+		CHECK_EQ(unread_of(st, "bob", "watch", &cur), 3);
+		CHECK_EQ(cur, 0);
+		CHECK_EQ(unread_of(st, "carol", "phone", &cur), 0);
+		if (pass == 0) {
+			unblock_writer(lock);
+			pg_store_flush(st);
+		} else if (pass == 1) {
+			fx_close(&f);
+			st = fx_open(&f);
+		}
+	}
+	/* Forward again; ack of the head reads zero unread. */
+	CHECK_EQ(pg_store_ack(st, "bob", "phone", 3, &cur), PG_STORE_OK);
+	CHECK_EQ(cur, 3);
+	n = unread_of(st, "bob", "phone", &cur);
+	CHECK_EQ(n, 0);
+	/* Invalid identifiers. */
+	CHECK_EQ(pg_store_ack(st, "bob", "ph/one", 1, &cur), PG_STORE_INVALID);
+	CHECK_EQ(pg_store_ack(st, "", "phone", 1, &cur), PG_STORE_INVALID);
+	CHECK_EQ(pg_store_unread(st, "bob", NULL, now_ms(), &cur, &n), PG_STORE_INVALID);
+	CHECK_EQ(pg_store_head(st, "b b", &n), PG_STORE_INVALID);
+	{
+		struct pg_store_stats stats;
+		pg_store_get_stats(st, &stats);
+		CHECK(stats.acks > 0);
+	}
+	fx_done(&f);
+}
+
+static void test_instant(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct pg_store_stats stats;
+	struct sent s;
+	Pigeon__SyncReply *r;
+	int i;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "stored"), 1);
+	for (i = 0; i < 2; i++) {
+		/* The same msg_id twice: INSTANT is not deduplicated either. */
+		m = msg_of(PIGEON__KIND__INSTANT, "alice", "bob", NULL, "i-1", "typing", now_ms());
+		s = send_full(st, &m);
+		CHECK_EQ(s.rc, PG_STORE_OK);
+		CHECK_EQ(s.seq, 0);
+		CHECK(!s.duplicate);
+		CHECK(s.env != NULL);
+		if (s.env) {
+			CHECK_EQ(s.env->kind, PIGEON__KIND__INSTANT);
+			CHECK_EQ(s.env->seq, 0);
+			CHECK(body_is(s.env, "typing"));
+			CHECK_STR(s.env->to, "bob");
+		}
+		sent_free(&s);
+	}
+	CHECK_EQ(head_of(st, "bob"), 1);
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.accepted, 1);
+	pg_store_flush(st);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	CHECK_EQ(r->n_messages, 1);
+	CHECK(r->n_messages == 1 && body_is(r->messages[0], "stored"));
+	pg_store_sync_free(r);
+	CHECK_EQ(unread_of(st, "bob", "phone", NULL), 1);
+	/* Only the CHAT was journaled. */
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.pending, 0);
+	fx_done(&f);
+}
+
+static void test_invalid_input(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_stats stats;
+	struct pg_store_msg m;
+	struct sent s;
+	char long_uid[80], long_id[200];
+	Pigeon__SyncReply *r;
+	size_t i;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "ok"), 1);
+	pg_store_flush(st);
+
+	memset(long_uid, 'u', sizeof(long_uid) - 1);
+	long_uid[sizeof(long_uid) - 1] = '\0';
+	memset(long_id, 'i', sizeof(long_id) - 1);
+	long_id[sizeof(long_id) - 1] = '\0';
+	{
+		struct pg_store_msg bad[] = {
+		    msg_of(PIGEON__KIND__CHAT, "alice", "bo/b", NULL, NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__CHAT, "alice", "", NULL, NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__CHAT, "alice", NULL, NULL, NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__CHAT, "al ice", "bob", NULL, NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__CHAT, NULL, "bob", NULL, NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__CHAT, "alice", long_uid, NULL, NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, long_id, "x", now_ms()),
+		    msg_of(PIGEON__KIND__KIND_UNSPECIFIED, "alice", "bob", NULL, NULL, "x",
+		           now_ms()),
+		    msg_of((Pigeon__Kind)7, "alice", "bob", NULL, NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__NOTIFY, "alice", "bob", NULL, NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__NOTIFY, "alice", "bob", "", NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__NOTIFY, "alice", "bob", "li#ke", NULL, "x", now_ms()),
+		    msg_of(PIGEON__KIND__INSTANT, "alice", "b\nob", NULL, NULL, "x", now_ms()),
+		};
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			s = send_full(st, &bad[i]);
+			if (s.rc != PG_STORE_INVALID) {
+				fprintf(stderr, "  bad message %zu accepted\n", i);
+			}
+			CHECK_EQ(s.rc, PG_STORE_INVALID);
+			CHECK_EQ(s.seq, 0);
+			CHECK(!s.duplicate);
+			CHECK(s.packed == NULL);
+			sent_free(&s);
+		}
+	}
+	/* Nothing changed: head, stored messages, counters, the journal. */
+	CHECK_EQ(head_of(st, "bob"), 1);
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.accepted, 1);
+	CHECK_EQ(stats.pending, 0);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	CHECK_EQ(r->n_messages, 1);
+	pg_store_sync_free(r);
+	/* A msg_id of exactly 128 bytes is fine. */
+	long_id[128] = '\0';
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, long_id, "x", now_ms());
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.seq, 2);
+	sent_free(&s);
+	/* The next valid message gets the next seq: no number was used up. */
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "ok"), 3);
+	/* Presence needs a valid uid too. */
+	CHECK_EQ(pg_store_set_presence(st, "bo/b", true), PG_STORE_INVALID);
+	CHECK_EQ(pg_store_set_presence(st, NULL, true), PG_STORE_INVALID);
+	fx_done(&f);
+}
+
+static void test_max_per_user(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_stats stats;
+	Pigeon__SyncReply *r;
+	char body[16];
+	int i;
+
+	fx_init(&f, 5);
+	st = fx_open(&f);
+	for (i = 1; i <= 8; i++) {
+		snprintf(body, sizeof(body), "m%d", i);
+		CHECK_EQ(chat(st, "alice", "bob", NULL, body), (uint64_t)i);
+	}
+	CHECK_EQ(chat(st, "alice", "carol", NULL, "m1"), 1);
+	pg_store_flush(st);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	check_range(r, 4, 8);
+	CHECK(!r->more);
+	CHECK_EQ(r->head_seq, 8);
+	CHECK_EQ(r->oldest_seq, 4);
+	pg_store_sync_free(r);
+	/* Asking from below the oldest gives the same. */
+	r = sync_of(st, "bob", 2, 100, 1 << 20);
+	check_range(r, 4, 8);
+	pg_store_sync_free(r);
+	CHECK_EQ(unread_of(st, "bob", "phone", NULL), 5);
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.capped, 3);
+	/* carol is under the cap. */
+	r = sync_of(st, "carol", 0, 100, 1 << 20);
+	check_range(r, 1, 1);
+	pg_store_sync_free(r);
+
+	/* The cap goes on after a restart (the stored count is kept). */
+	fx_close(&f);
+	st = fx_open(&f);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "m9"), 9);
+	pg_store_flush(st);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	check_range(r, 5, 9);
+	CHECK_EQ(r->oldest_seq, 5);
+	pg_store_sync_free(r);
+	fx_done(&f);
+}
+
+static void test_ttl(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct sent s;
+	Pigeon__SyncReply *r;
+	sqlite3 *lock;
+	int pass;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	lock = block_writer(&f);
+	/* Accepted 10 s ago with a 1 s TTL: expired now. */
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "gone", now_ms() - 10000);
+	m.ttl_s = 1;
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.seq, 1);
+	sent_free(&s);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "here"), 2);
+	/* erin's only message expired. */
+	m.to = "erin";
+	s = send_full(st, &m);
+	CHECK_EQ(s.seq, 1);
+	sent_free(&s);
+	for (pass = 0; pass < 2; pass++) {
+		r = sync_of(st, "bob", 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 1);
+		CHECK(r->n_messages == 1 && r->messages[0]->seq == 2 &&
+		      body_is(r->messages[0], "here"));
+		CHECK_EQ(r->head_seq, 2);
+		CHECK_EQ(r->oldest_seq, 2);
+		pg_store_sync_free(r);
+		CHECK_EQ(unread_of(st, "bob", "phone", NULL), 1);
+
+		r = sync_of(st, "erin", 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 0);
+		CHECK_EQ(r->head_seq, 1);
+		CHECK_EQ(r->oldest_seq, 2);
+		pg_store_sync_free(r);
+		CHECK_EQ(unread_of(st, "erin", "phone", NULL), 0);
+		if (pass == 0) {
+			unblock_writer(lock);
+			pg_store_flush(st);
+		}
+	}
+	/* The head is kept even though nothing of erin's is stored. */
+	fx_close(&f);
+	st = fx_open(&f);
+	CHECK_EQ(head_of(st, "erin"), 1);
+	fx_done(&f);
+}
+
+#define MAX_ONLINE 8
+
+struct online {
+	int n;
+	char uid[MAX_ONLINE][72];
+};
+
+static void collect_online(const char *uid, void *ud)
+{
+	struct online *o = ud;
+
+	if (o->n < MAX_ONLINE) {
+		snprintf(o->uid[o->n], sizeof(o->uid[0]), "%s", uid);
+	}
+	o->n++;
+}
+
+static bool online_has(const struct online *o, const char *uid)
+{
+	int i;
+
+	for (i = 0; i < o->n && i < MAX_ONLINE; i++) {
+		if (strcmp(o->uid[i], uid) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void test_presence(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct online o;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	memset(&o, 0, sizeof(o));
+	pg_store_foreach_online(st, collect_online, &o);
+	CHECK_EQ(o.n, 0);
+
+	CHECK_EQ(pg_store_set_presence(st, "alice", true), PG_STORE_OK);
+	CHECK_EQ(pg_store_set_presence(st, "bob", true), PG_STORE_OK);
+	CHECK_EQ(pg_store_set_presence(st, "carol", true), PG_STORE_OK);
+	CHECK_EQ(pg_store_set_presence(st, "carol", false), PG_STORE_OK);
+	CHECK_EQ(pg_store_set_presence(st, "alice", true), PG_STORE_OK); /* twice: once */
+	CHECK_EQ(pg_store_set_presence(st, "dave", false), PG_STORE_OK); /* never on */
+	pg_store_flush(st);
+	memset(&o, 0, sizeof(o));
+	pg_store_foreach_online(st, collect_online, &o);
+	CHECK_EQ(o.n, 2);
+	CHECK(online_has(&o, "alice"));
+	CHECK(online_has(&o, "bob"));
+
+	/* What a restart finds (the plugin then turns them off). */
+	fx_close(&f);
+	st = fx_open(&f);
+	memset(&o, 0, sizeof(o));
+	pg_store_foreach_online(st, collect_online, &o);
+	CHECK_EQ(o.n, 2);
+	CHECK(online_has(&o, "alice"));
+	CHECK(online_has(&o, "bob"));
+	CHECK_EQ(pg_store_set_presence(st, "alice", false), PG_STORE_OK);
+	CHECK_EQ(pg_store_set_presence(st, "bob", false), PG_STORE_OK);
+	pg_store_flush(st);
+	memset(&o, 0, sizeof(o));
+	pg_store_foreach_online(st, collect_online, &o);
+	CHECK_EQ(o.n, 0);
+	fx_done(&f);
+}
+
+/* ---------- durability ---------- */
+
+#define CRASH_N 100
+
+struct crash_report {
+	uint64_t seq[CRASH_N]; /* seq of message i (body "body-<i>", msg_id "id-<i>") */
+	uint64_t carol_head;
+	uint64_t pending_at_exit; /* journaled but not in SQLite when the child died */
+	int ok;
+};
+
+/*
+ * The child: opens the store, accepts CRASH_N CHATs to bob (the first half
+ * applied, the second half with SQLite blocked, so only in the journal),
+ * NOTIFYs and a presence, moves a cursor, reports, and dies without
+ * closing anything. Runs without check.h (its counters die with it).
+ */
+static void crash_child(const struct fx *fin, int wfd, int first, int count, int notify_n,
+                        bool extras)
+{
+	struct fx f = *fin;
+	struct crash_report rep;
+	char err[256] = "", body[32], id[32];
+	sqlite3 *lock = NULL;
+	uint64_t cur;
+	int i;
+
+	memset(&rep, 0, sizeof(rep));
+	if (pg_store_open(&f.cfg, &f.st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "child: %s\n", err);
+		_exit(3);
+	}
+	for (i = first; i < first + count; i++) {
+		struct pg_store_accepted a;
+		struct pg_store_msg m;
+		if (i == first + count / 2) {
+			/* From here nothing reaches SQLite: replay must bring it back. */
+			pg_store_flush(f.st);
+			if (sqlite3_open_v2(f.db, &lock, SQLITE_OPEN_READWRITE, NULL) !=
+			        SQLITE_OK ||
+			    sqlite3_busy_timeout(lock, 10000) != SQLITE_OK ||
+			    sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+				_exit(4);
+			}
+		}
+		snprintf(body, sizeof(body), "body-%d", i);
+		snprintf(id, sizeof(id), "id-%d", i);
+		m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, id, body, now_ms());
+		if (pg_store_accept(f.st, &m, malloc, &a) != PG_STORE_OK || a.duplicate) {
+			_exit(5);
+		}
+		free(a.envelope);
+		rep.seq[i - first] = a.seq;
+	}
+	for (i = 0; i < notify_n; i++) {
+		struct pg_store_accepted a;
+		struct pg_store_msg m;
+		snprintf(body, sizeof(body), "n-%d", i);
+		m = msg_of(PIGEON__KIND__NOTIFY, "svc", "carol", "like", NULL, body, now_ms());
+		if (pg_store_accept(f.st, &m, malloc, &a) != PG_STORE_OK) {
+			_exit(6);
+		}
+		free(a.envelope);
+		rep.carol_head = a.seq;
+	}
+	/* The cursor stops 10 short of the head. */
+	if (extras &&
+	    (pg_store_ack(f.st, "bob", "phone", rep.seq[count - 11], &cur) != PG_STORE_OK ||
+	     pg_store_set_presence(f.st, "bob", true) != PG_STORE_OK)) {
+		_exit(7);
+	}
+	{
+		struct pg_store_stats s;
+		pg_store_get_stats(f.st, &s);
+		rep.pending_at_exit = s.pending;
+	}
+	rep.ok = 1;
+	if (write(wfd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep)) {
+		_exit(8);
+	}
+	/* The crash: no pg_store_close, no flush, the store thread dies too. */
+	_exit(0);
+}
+
+/* Runs crash_child in a child process; returns its report (ok == 0 on failure). */
+static struct crash_report run_crash_child(const struct fx *f, int first, int count, int notify_n,
+                                           bool extras)
+{
+	struct crash_report rep;
+	int fds[2], status = -1;
+	size_t got = 0;
+	pid_t pid;
+
+	memset(&rep, 0, sizeof(rep));
+	CHECK_EQ(pipe(fds), 0);
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		crash_child(f, fds[1], first, count, notify_n, extras);
+	}
+	close(fds[1]);
+	while (got < sizeof(rep)) {
+		ssize_t n = read(fds[0], (char *)&rep + got, sizeof(rep) - got);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fds[0]);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status));
+	CHECK_EQ(WEXITSTATUS(status), 0);
+	CHECK_EQ(got, sizeof(rep));
+	if (got != sizeof(rep)) {
+		rep.ok = 0;
+	}
+	CHECK_EQ(rep.ok, 1);
+	return rep;
+}
+
+/* bob must hold exactly messages first..first+count-1 with their seqs. */
+static void check_bob(struct pg_store *st, const struct crash_report *rep, int first, int count,
+                      uint64_t seq_base)
+{
+	Pigeon__SyncReply *r = sync_of(st, "bob", seq_base, 1000, 1 << 24);
+	char body[32];
+	size_t i;
+
+	CHECK_EQ(r->n_messages, (size_t)count);
+	CHECK(!r->more);
+	for (i = 0; i < r->n_messages && i < (size_t)count; i++) {
+		snprintf(body, sizeof(body), "body-%d", first + (int)i);
+		CHECK_EQ(r->messages[i]->seq, rep->seq[i]);
+		CHECK_EQ(r->messages[i]->seq, seq_base + i + 1);
+		if (!body_is(r->messages[i], body)) {
+			fprintf(stderr, "  seq %llu: wrong body\n",
+			        (unsigned long long)r->messages[i]->seq);
+			CHECK(0);
+		}
+	}
+	CHECK_EQ(r->head_seq, rep->seq[count - 1]);
+	pg_store_sync_free(r);
+}
+
+static void test_crash_replay(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct crash_report rep, rep2;
+	struct pg_store_msg m;
+	struct online o;
+	struct sent s;
+	uint64_t cur = 0;
+	size_t i;
+
+	fx_init(&f, 1000);
+	rep = run_crash_child(&f, 0, CRASH_N, 25, true);
+	if (!rep.ok) {
+		fx_done(&f);
+		return;
+	}
+	/* The second half, the notifications, the ack and the presence were journal-only. */
+	CHECK(rep.pending_at_exit >= CRASH_N / 2 + 25 + 2);
+	for (i = 0; i < CRASH_N; i++) {
+		CHECK_EQ(rep.seq[i], i + 1);
+	}
+	CHECK(jnl_count(&f) >= 1);
+
+	st = fx_open(&f);
+	check_bob(st, &rep, 0, CRASH_N, 0);
+	CHECK_EQ(head_of(st, "bob"), CRASH_N);
+	CHECK_EQ(unread_of(st, "bob", "phone", &cur), 10);
+	CHECK_EQ(cur, CRASH_N - 10);
+	/* The NOTIFY slot came back: the next one replaces it and counts it merged. */
+	CHECK_EQ(head_of(st, "carol"), 25);
+	s = notify(st, "carol", "like", "n-after", now_ms(), 0);
+	CHECK_EQ(s.seq, 26);
+	CHECK_EQ(s.merged, 25);
+	sent_free(&s);
+	{
+		Pigeon__SyncReply *r = sync_of(st, "carol", 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 1);
+		CHECK(r->n_messages == 1 && r->messages[0]->seq == 26);
+		CHECK_EQ(r->oldest_seq, 26);
+		pg_store_sync_free(r);
+	}
+	memset(&o, 0, sizeof(o));
+	pg_store_foreach_online(st, collect_online, &o);
+	CHECK_EQ(o.n, 1);
+	CHECK(online_has(&o, "bob"));
+
+	/* Dedup keys of both halves (SQLite-applied and journal-only) survived. */
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "id-3", "dup", now_ms());
+	s = send_full(st, &m);
+	CHECK(s.duplicate);
+	CHECK_EQ(s.seq, rep.seq[3]);
+	sent_free(&s);
+	m.msg_id = "id-97";
+	s = send_full(st, &m);
+	CHECK(s.duplicate);
+	CHECK_EQ(s.seq, rep.seq[97]);
+	sent_free(&s);
+	/* The next message gets head + 1: no seq reused or skipped. */
+	CHECK_EQ(chat(st, "alice", "bob", "id-new", "body-100"), CRASH_N + 1);
+	fx_close(&f);
+
+	/* A second crash, after a replay: seqs go on, nothing doubles. */
+	rep2 = run_crash_child(&f, 101, 40, 0, true);
+	if (rep2.ok) {
+		CHECK_EQ(rep2.seq[0], CRASH_N + 2);
+		st = fx_open(&f);
+		check_bob(st, &rep2, 101, 40, CRASH_N + 1);
+		{
+			Pigeon__SyncReply *r = sync_of(st, "bob", 0, 1000, 1 << 24);
+			CHECK_EQ(r->n_messages, CRASH_N + 1 + 40);
+			for (i = 0; i < r->n_messages; i++) {
+				CHECK_EQ(r->messages[i]->seq, i + 1);
+			}
+			pg_store_sync_free(r);
+		}
+		/* The ack of the second child is the cursor now (it moved forward). */
+		CHECK_EQ(unread_of(st, "bob", "phone", &cur), 10);
+		CHECK_EQ(cur, rep2.seq[40 - 11]);
+		CHECK_EQ(chat(st, "alice", "bob", NULL, "last"), CRASH_N + 1 + 40 + 1);
+		fx_close(&f);
+	}
+	fx_done(&f);
+}
+
+/*
+ * A crash that also tore the journal's last frame (power loss with
+ * sync=normal): replay keeps every intact record, and the lost one's seq
+ * goes to the next message, so no seq is shown for two different messages.
+ */
+static void test_crash_torn_tail(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct crash_report rep;
+	char pattern[160];
+	glob_t g;
+	struct pg_store_msg m;
+	struct sent s;
+
+	fx_init(&f, 1000);
+	rep = run_crash_child(&f, 0, 20, 0, false);
+	if (!rep.ok) {
+		fx_done(&f);
+		return;
+	}
+	CHECK_EQ(rep.seq[19], 20);
+	CHECK(rep.pending_at_exit >= 10);
+	/* Cut 2 bytes off the newest segment: the frame of message 20 is torn. */
+	snprintf(pattern, sizeof(pattern), "%s.jnl.*", f.db);
+	CHECK_EQ(glob(pattern, 0, NULL, &g), 0);
+	if (g.gl_pathc > 0) {
+		struct stat sb;
+		const char *last = g.gl_pathv[g.gl_pathc - 1];
+		CHECK_EQ(stat(last, &sb), 0);
+		CHECK_EQ(truncate(last, sb.st_size - 2), 0);
+		globfree(&g);
+	}
+
+	st = fx_open(&f);
+	check_bob(st, &rep, 0, 19, 0);
+	CHECK_EQ(head_of(st, "bob"), 19);
+	/* The torn message was never acknowledged: its msg_id is new, its seq reused. */
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "id-19", "body-19", now_ms());
+	s = send_full(st, &m);
+	CHECK(!s.duplicate);
+	CHECK_EQ(s.seq, 20);
+	sent_free(&s);
+	m.msg_id = "id-18";
+	s = send_full(st, &m);
+	CHECK(s.duplicate);
+	CHECK_EQ(s.seq, 19);
+	sent_free(&s);
+	/* New records do not land behind the torn frame: they survive a restart. */
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "body-20"), 21);
+	fx_close(&f);
+	CHECK_EQ(jnl_count(&f), 1);
+	st = fx_open(&f);
+	{
+		Pigeon__SyncReply *r = sync_of(st, "bob", 0, 100, 1 << 20);
+		size_t i;
+		char body[32];
+		CHECK_EQ(r->n_messages, 21);
+		for (i = 0; i < r->n_messages; i++) {
+			snprintf(body, sizeof(body), "body-%zu", i);
+			CHECK_EQ(r->messages[i]->seq, i + 1);
+			CHECK(body_is(r->messages[i], body));
+		}
+		pg_store_sync_free(r);
+	}
+	fx_done(&f);
+}
+
+/* A clean close applies everything; a restart keeps it and trims the journal. */
+static void test_clean_restart(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	Pigeon__SyncReply *r;
+	char body[32], id[32];
+	uint64_t cur = 0;
+	int i, round;
+
+	fx_init(&f, 1000);
+	for (round = 0; round < 3; round++) {
+		st = fx_open(&f);
+		CHECK_EQ(jnl_count(&f), 1);
+		for (i = 0; i < 50; i++) {
+			int n = round * 50 + i;
+			snprintf(body, sizeof(body), "m%d", n + 1);
+			snprintf(id, sizeof(id), "id-%d", n);
+			CHECK_EQ(chat(st, "alice", "bob", id, body), (uint64_t)n + 1);
+		}
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", (uint64_t)round * 50 + 25, &cur),
+		         PG_STORE_OK);
+		/* No flush: close must apply what is still queued. */
+		fx_close(&f);
+		/* Only the newest segment is left. */
+		CHECK_EQ(jnl_count(&f), 1);
+	}
+	st = fx_open(&f);
+	CHECK_EQ(jnl_count(&f), 1);
+	CHECK_EQ(head_of(st, "bob"), 150);
+	r = sync_of(st, "bob", 0, 1000, 1 << 24);
+	check_range(r, 1, 150);
+	pg_store_sync_free(r);
+	CHECK_EQ(unread_of(st, "bob", "phone", &cur), 25);
+	CHECK_EQ(cur, 125);
+	{
+		struct pg_store_msg m =
+		    msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "id-7", "x", now_ms());
+		struct sent s = send_full(st, &m);
+		CHECK(s.duplicate);
+		CHECK_EQ(s.seq, 8);
+		sent_free(&s);
+	}
+	pg_store_tick(st, now_ms());
+	fx_close(&f);
+	CHECK_EQ(jnl_count(&f), 1);
+
+	/* Close/open of an idle store keeps one segment too. */
+	st = fx_open(&f);
+	fx_close(&f);
+	CHECK_EQ(jnl_count(&f), 1);
+	fx_done(&f);
+}
+
+int main(void)
+{
+	RUN(test_chat_seqs_per_recipient);
+	RUN(test_sync_paging);
+	RUN(test_sync_returns_delivered_bytes);
+	RUN(test_notify_merging);
+	RUN(test_notify_replacing_expired);
+	RUN(test_dedup);
+	RUN(test_ack_and_unread);
+	RUN(test_instant);
+	RUN(test_invalid_input);
+	RUN(test_max_per_user);
+	RUN(test_ttl);
+	RUN(test_presence);
+	RUN(test_crash_replay);
+	RUN(test_crash_torn_tail);
+	RUN(test_clean_restart);
+	return check_exit();
+}
