@@ -721,6 +721,7 @@ struct sync_item {
 struct sync_ctx {
 	struct sync_item *items;
 	size_t n, cap;
+	size_t rows;       /* rows SQLite returned, deleted ones included */
 	uint64_t *deleted; /* seqs of the user's pending deletes, sorted */
 	size_t ndeleted;
 	uint64_t oldest; /* sync_oldest_row's result (0: none found) */
@@ -792,6 +793,7 @@ static int sync_row(uint64_t seq, const void *env, size_t len, void *ud)
 {
 	struct sync_ctx *c = ud;
 
+	c->rows++;
 	if (sync_deleted(c, seq)) {
 		return 0;
 	}
@@ -864,7 +866,8 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	                   &c) != SQLITE_OK) {
 		goto io;
 	}
-	sql_full = c.n + ndeletes >= sql_limit;
+	/* Only a full page from SQLite means it may hold more. */
+	sql_full = c.rows >= sql_limit;
 	for (p = u->pending_head; p; p = p->next_user) {
 		if (!p->is_delete && p->seq > after_seq && p->expires_at_ms > now_ms &&
 		    !sync_deleted(&c, p->seq) && sync_add(&c, p->seq, p->env, p->env_len) != 0) {

@@ -709,6 +709,43 @@ static void test_notify_replacing_expired(void)
 	fx_done(&f);
 }
 
+/*
+ * With replaced notifications still pending (their deletes not yet in
+ * SQLite), a sync that returns everything says more = false.
+ */
+static void test_more_is_exact_with_pending_deletes(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct sent s;
+	sqlite3 *lock;
+	Pigeon__SyncReply *r;
+	int i;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	/* Five likes in SQLite, then two more pending: two deletes pending. */
+	for (i = 0; i < 5; i++) {
+		s = notify(st, "dana", "like", "l", now_ms(), 0);
+		sent_free(&s);
+	}
+	pg_store_flush(st);
+	lock = block_writer(&f);
+	for (i = 0; i < 2; i++) {
+		s = notify(st, "dana", "like", "l", now_ms(), 0);
+		sent_free(&s);
+	}
+	CHECK(pending(st) > 0);
+	/* One message is stored (seq 7); a page of 1 holds it all. */
+	r = sync_of(st, "dana", 0, 1, 1 << 20);
+	CHECK_EQ(r->n_messages, 1);
+	CHECK(r->n_messages == 1 && r->messages[0]->seq == 7);
+	CHECK(!r->more);
+	pg_store_sync_free(r);
+	unblock_writer(lock);
+	fx_done(&f);
+}
+
 static void test_dedup(void)
 {
 	struct fx f;
@@ -1500,6 +1537,7 @@ int main(void)
 	RUN(test_sync_returns_delivered_bytes);
 	RUN(test_notify_merging);
 	RUN(test_notify_replacing_expired);
+	RUN(test_more_is_exact_with_pending_deletes);
 	RUN(test_dedup);
 	RUN(test_ack_and_unread);
 	RUN(test_instant);
