@@ -22,6 +22,16 @@ enum pg_reply_code {
 /* A SyncReply carries about this many body bytes at most (always one message). */
 #define PG_SYNC_MAX_BYTES (256 * 1024)
 
+/*
+ * Limits on a send's metadata, in bytes of the UTF-8 encoding (the contract,
+ * docs/protocol.md "Limits"). They keep a stored envelope within the body
+ * limit plus about 2 KiB, whichever path the send took.
+ */
+#define PG_MSG_ID_MAX 128
+#define PG_CONTENT_TYPE_MAX 255
+#define PG_PUSH_TITLE_MAX 256
+#define PG_PUSH_BODY_MAX 1024
+
 /* Accepted publishes that must reach no one are rewritten to this topic. */
 #define PG_DISCARD_TOPIC "$pigeon/discard"
 

@@ -10,6 +10,7 @@
 
 #include <uthash.h>
 
+#include "broker_compat.h"
 #include "topic.h"
 
 static int inbox_tick_cb(int event, void *event_data, void *userdata)
@@ -93,6 +94,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		return MOSQ_ERR_NOMEM;
 	}
 	ip->id = identifier;
+	if (pigeon_compat_init(INBOX_LOG_PREFIX) != MOSQ_ERR_SUCCESS) {
+		free(ip);
+		return MOSQ_ERR_UNKNOWN;
+	}
 	rc = inbox_config_parse(&ip->cfg, options, option_count);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		free(ip);

@@ -90,10 +90,6 @@ static void handle_send(struct inbox_plugin *ip, const struct pg_session *s,
 		reply_error(r, PG_REPLY_BAD_REQUEST, "a NOTIFY needs a valid type");
 		return;
 	}
-	if (req->msg_id && strlen(req->msg_id) > 128) {
-		reply_error(r, PG_REPLY_BAD_REQUEST, "msg_id is longer than 128 characters");
-		return;
-	}
 	msg.kind = req->kind;
 	msg.from = s->uid;
 	msg.to = req->to;

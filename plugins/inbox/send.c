@@ -23,6 +23,8 @@
 #include <uthash.h>
 
 #include "acl.h"
+#include "broker_compat.h"
+#include "msglimits.h"
 #include "topic.h"
 
 struct rate_user {
@@ -133,6 +135,10 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 		*why = "body larger than plugin_opt_max_body";
 		return PG_REPLY_TOO_LARGE;
 	}
+	if ((*why = pg_msg_metadata_error(msg)) != NULL) {
+		ip->counters.refused[REFUSED_BAD_PROPERTY]++;
+		return PG_REPLY_BAD_REQUEST;
+	}
 	if (msg->kind == PIGEON__KIND__NOTIFY && from->role != PG_ROLE_SERVICE &&
 	    !pg_acl_user_notify()) {
 		ip->counters.refused[REFUSED_NOT_AUTHORIZED]++;
@@ -182,7 +188,10 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 	return PG_REPLY_OK;
 }
 
-/* Reads the MQTT 5 user properties pigeon understands. 0, or -1 with *why. */
+/*
+ * Reads the MQTT 5 user properties pigeon understands. 0, or -1 with *why.
+ * The strings are libmosquitto's (broker_compat.h): the caller free()s them.
+ */
 static int inbox_read_props(const mosquitto_property *props, char **msg_id, char **ttl,
                             char **title, char **body, char **content_type, const char **why)
 {
@@ -190,26 +199,26 @@ static int inbox_read_props(const mosquitto_property *props, char **msg_id, char
 	char *name = NULL, *value = NULL;
 	bool skip = false;
 
-	for (p = props; (p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name,
-	                                                         &value, skip)) != NULL;
+	for (p = props; (p = pigeon_compat_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name,
+	                                                    &value, skip)) != NULL;
 	     skip = true) {
 		char **dst = strcmp(name, "msg-id") == 0       ? msg_id
 		             : strcmp(name, "ttl") == 0        ? ttl
 		             : strcmp(name, "push-title") == 0 ? title
 		             : strcmp(name, "push-body") == 0  ? body
 		                                               : NULL;
-		mosquitto_free(name);
+		free(name);
 		if (dst != NULL) {
-			mosquitto_free(*dst);
+			free(*dst);
 			*dst = value;
 		} else {
-			mosquitto_free(value);
+			free(value);
 		}
 		name = value = NULL;
 	}
-	mosquitto_property_read_string(props, MQTT_PROP_CONTENT_TYPE, content_type, false);
-	if (*msg_id && (strlen(*msg_id) == 0 || strlen(*msg_id) > 128)) {
-		*why = "msg-id must be 1-128 characters";
+	pigeon_compat_read_string(props, MQTT_PROP_CONTENT_TYPE, content_type, false);
+	if (*msg_id && (*msg_id)[0] == '\0') {
+		*why = "msg-id must be 1-128 bytes";
 		return -1;
 	}
 	return 0;
@@ -238,19 +247,6 @@ static int inbox_refuse(const struct pg_session *s, const char *topic, const cha
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, INBOX_LOG_PREFIX "refused send from %s to '%s': %s",
 	                     s ? s->client_id : "?", topic, why);
 	return MOSQ_ERR_ACL_DENIED;
-}
-
-/* Replaces the publish's topic (freeing the old one, which Mosquitto will not). */
-static int inbox_set_topic(struct mosquitto_evt_message *ed, const char *topic)
-{
-	char *t = mosquitto_strdup(topic);
-
-	if (t == NULL) {
-		return -1;
-	}
-	mosquitto_free(ed->topic);
-	ed->topic = t;
-	return 0;
 }
 
 int inbox_message_cb(int event, void *event_data, void *userdata)
@@ -294,19 +290,24 @@ int inbox_message_cb(int event, void *event_data, void *userdata)
 	msg.push_body = pbody;
 	msg.now_ms = inbox_now_ms();
 
-	if (inbox_send(ip, s, &msg, ip->routed_via_queue, &acc, &why) != PG_REPLY_OK) {
+	/* A broker whose ownership rules are unknown gets every envelope through
+	 * the queue, and the publish itself is left alone: the read ACL lets no
+	 * one receive a send topic, so it reaches no one. */
+	if (inbox_send(ip, s, &msg, ip->routed_via_queue || !pigeon_compat_can_rewrite(), &acc,
+	               &why) != PG_REPLY_OK) {
 		rc = inbox_refuse(s, ed->topic, why);
 		goto out;
 	}
 	if (acc.envelope == NULL) {
 		/* Duplicate, INSTANT or queued: this publish itself reaches no one. */
-		if (inbox_set_topic(ed, PG_DISCARD_TOPIC) != 0) {
+		if (pigeon_compat_can_rewrite() &&
+		    pigeon_compat_set_topic(ed, PG_DISCARD_TOPIC) != 0) {
 			rc = MOSQ_ERR_ACL_DENIED;
 		}
 		goto out;
 	}
 	pg_topic_format(inbox, sizeof(inbox), t.uid, "inbox");
-	if (inbox_set_topic(ed, inbox) != 0) {
+	if (pigeon_compat_set_topic(ed, inbox) != 0) {
 		mosquitto_free(acc.envelope);
 		rc = inbox_refuse(s, ed->topic, "out of memory");
 		goto out;
@@ -315,12 +316,12 @@ int inbox_message_cb(int event, void *event_data, void *userdata)
 	ed->payload = acc.envelope;
 	ed->payloadlen = (uint32_t)acc.envelope_len;
 	/* The sender's properties stay with the sender: the envelope carries what counts. */
-	mosquitto_property_free_all(&ed->properties);
+	pigeon_compat_drop_properties(ed);
 out:
-	mosquitto_free(msg_id);
-	mosquitto_free(ttl);
-	mosquitto_free(title);
-	mosquitto_free(pbody);
-	mosquitto_free(ctype);
+	free(msg_id);
+	free(ttl);
+	free(title);
+	free(pbody);
+	free(ctype);
 	return rc;
 }

@@ -22,6 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 
+def pytest_report_header(config):
+    v = ".".join(map(str, harness.mosquitto_version()))
+    return f"broker: {harness.MOSQUITTO} (mosquitto {v})"
+
+
 def pytest_sessionstart(session):
     missing = [p for p in (harness.build_path("lib", "pigeon_auth.so"),
                            harness.build_path("bin", "pigeon-token")) if not p.exists()]

@@ -1,5 +1,5 @@
 """
-Integration test harness: the real /usr/sbin/mosquitto with pigeon's plugins
+Integration test harness: the real mosquitto broker with pigeon's plugins
 on a free 127.0.0.1 port, real MQTT clients (paho-mqtt), tokens minted by an
 independent JWT implementation (PyJWT).
 
@@ -8,6 +8,9 @@ dies, or leaves a sanitizer report fails the test that used it.
 
 Environment:
   PIGEON_BUILD_DIR  the CMake build dir holding lib/pigeon_*.so and bin/ (default: <repo>/build)
+  PIGEON_MOSQUITTO  the broker binary (default /usr/sbin/mosquitto, Debian 12's 2.0.11;
+                    scripts/test.sh also runs the suite with 2.0.21 from
+                    scripts/fetch-mosquitto.sh)
   PIGEON_SANITIZE   1 when that build has ASan+UBSan: mosquitto then runs with
                     libasan preloaded and report files are checked on stop.
 """
@@ -33,7 +36,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("PIGEON_BUILD_DIR", REPO / "build")).resolve()
-MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO = os.environ.get("PIGEON_MOSQUITTO") or "/usr/sbin/mosquitto"
+
+
+@functools.lru_cache(maxsize=None)
+def mosquitto_version():
+    """The broker's version as a tuple, e.g. (2, 0, 21), from `mosquitto -h`."""
+    out = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout
+    m = re.search(r"mosquitto version (\d+)\.(\d+)\.(\d+)", out)
+    if not m:
+        raise RuntimeError(f"{MOSQUITTO} -h printed no version: {out[:200]!r}")
+    return tuple(int(x) for x in m.groups())
 SANITIZE = os.environ.get("PIGEON_SANITIZE", "") == "1"
 # Sanitized plugins are slower to load and run; scale every timeout.
 SLOW = 3.0 if SANITIZE else 1.0
@@ -103,7 +116,8 @@ class Broker:
     reports). plugins is a list of (plugin, options): plugin a file name in
     the build's lib/ or a path, options a dict or a list of (key, value)
     pairs written as plugin_opt_<key> <value> lines under it. extra_config
-    lines are appended verbatim.
+    lines are appended verbatim. env: extra environment variables for the
+    broker process.
 
     Mosquitto's own log goes to broker.log (log_dest file is flushed line by
     line; log_dest stdout is block-buffered when stdout is a file, so it is
@@ -112,8 +126,9 @@ class Broker:
     not reach its log_path, end up.
     """
 
-    def __init__(self, workdir, plugins, extra_config=(), name="broker"):
+    def __init__(self, workdir, plugins, extra_config=(), name="broker", env=None):
         self.dir = Path(workdir) / name
+        self.extra_env = dict(env or {})
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.plugins = list(plugins)
@@ -154,6 +169,7 @@ class Broker:
 
     def _env(self):
         env = dict(os.environ)
+        env.update(self.extra_env)
         if SANITIZE:
             # mosquitto itself is not instrumented, so the ASan runtime must be
             # preloaded for the sanitized plugins to load.
@@ -675,9 +691,9 @@ class BrokerPool:
         self.workdir = Path(workdir)
         self.brokers = []
 
-    def start(self, plugins, extra_config=(), name=None):
+    def start(self, plugins, extra_config=(), name=None, env=None):
         name = name or f"broker{len(self.brokers)}"
-        b = Broker(self.workdir, plugins, extra_config, name)
+        b = Broker(self.workdir, plugins, extra_config, name, env=env)
         self.brokers.append(b)
         b.start()
         return b

@@ -239,7 +239,10 @@ def test_token_cannot_take_over_another_users_session(broker, keys, mqtt):
     assert bob.disconnects == [] and bob.connected
     log = broker.log_since(mark)
     assert "closing old connection" not in log
-    assert not re.search(r"Client bob:phone (disconnected|closed|been disconnected)", log)
+    # (2.0.21 logs the refused thief as "Client bob:phone disconnected, not
+    # authorised."; that line is about the thief, not bob's connection.)
+    assert not re.search(r"Client bob:phone (disconnected(?!, not authorised)|closed|been disconnected)",
+                         log)
 
 
 def test_same_device_reconnecting_takes_over_its_own_session(broker, keys, mqtt):
