@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # The whole pigeon test suite: unit tests of broker/ under ctest, then the
-# integration tests (pytest, real /usr/sbin/mosquitto with the plugins on a
-# free 127.0.0.1 port, real MQTT clients), first on a normal build with
-# warnings as errors, then on an ASan+UBSan build.
+# integration tests (pytest, the real mosquitto with the plugins on a free
+# 127.0.0.1 port, real MQTT clients) against every supported broker, first
+# on a normal build with warnings as errors, then on an ASan+UBSan build,
+# then the fuzz targets for a bounded time (scripts/fuzz.sh).
 #
-#   scripts/test.sh            both builds (what CI runs)
-#   scripts/test.sh --quick    the normal build only
+# Brokers: Debian 12's /usr/sbin/mosquitto (2.0.11) and the newest 2.0 from
+# bookworm-backports (2.0.21), unpacked privately by scripts/fetch-mosquitto.sh
+# without touching the system's broker. The unit tests do not involve a
+# broker, so they run once per build.
+#
+#   scripts/test.sh            everything (what CI runs)
+#   scripts/test.sh --quick    the normal build only, no fuzzing
+#   PIGEON_MOSQUITTO=/path/to/mosquitto scripts/test.sh --quick   one broker only
 #   PYTEST_ARGS="-k auth" scripts/test.sh --quick
 #
 # Exits non-zero on any failure, warning or sanitizer report.
@@ -17,6 +24,12 @@ bash scripts/install-deps.sh
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
+if [ -n "${PIGEON_MOSQUITTO:-}" ]; then
+	brokers=("$PIGEON_MOSQUITTO")
+else
+	brokers=(/usr/sbin/mosquitto "$(bash scripts/fetch-mosquitto.sh "$root/build-brokers")")
+fi
+
 build() {
 	local dir=$1
 	shift
@@ -25,13 +38,15 @@ build() {
 }
 
 suite() {
-	local dir=$1
+	local dir=$1 broker
 	echo "== unit tests ($dir)"
 	ctest --test-dir "$dir" --output-on-failure -j"$jobs"
-	echo "== integration tests ($dir)"
-	# shellcheck disable=SC2086
-	PIGEON_BUILD_DIR="$root/$dir" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-		tests/integration ${PYTEST_ARGS:-}
+	for broker in "${brokers[@]}"; do
+		echo "== integration tests ($dir, $("$broker" -h | head -1))"
+		# shellcheck disable=SC2086
+		PIGEON_MOSQUITTO="$broker" PIGEON_BUILD_DIR="$root/$dir" /usr/bin/python3 -m pytest -q \
+			-p no:cacheprovider tests/integration ${PYTEST_ARGS:-}
+	done
 }
 
 build build
@@ -40,5 +55,9 @@ suite build
 if [ "${1:-}" != "--quick" ]; then
 	build build-asan -DPIGEON_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	PIGEON_SANITIZE=1 suite build-asan
+	if [ -f scripts/fuzz.sh ]; then
+		echo "== fuzzing (scripts/fuzz.sh)"
+		bash scripts/fuzz.sh
+	fi
 fi
 echo "== all tests passed"
