@@ -10,18 +10,25 @@
 #   PIGEON_PORT       listener port (default: 1883)
 #   PIGEON_BIND       listener address (default: 127.0.0.1)
 #   PIGEON_BUILD_DIR  build directory (default: <repo>/build)
+#   PIGEON_MOSQUITTO  the broker binary (default: /usr/sbin/mosquitto)
+#
+# The data directory holds the signing key and every stored message: it is
+# made 0700 and the broker runs with umask 077, so its files are 0600.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data=${PIGEON_DATA:-$root/data}
 port=${PIGEON_PORT:-1883}
 bind=${PIGEON_BIND:-127.0.0.1}
 build=${PIGEON_BUILD_DIR:-$root/build}
+mosquitto=${PIGEON_MOSQUITTO:-/usr/sbin/mosquitto}
 
 bash "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" >/dev/null
 cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
 
+umask 077
 mkdir -p "$data"
+chmod 0700 "$data"
 data=$(cd "$data" && pwd)
 if [ ! -s "$data/jwt.secret" ]; then
 	(umask 077 && head -c 32 /dev/urandom >"$data/jwt.secret")
@@ -70,4 +77,4 @@ Mint a token and connect (in another shell):
 
 MSG
 cd "$data"
-exec /usr/sbin/mosquitto -c "$conf"
+exec "$mosquitto" -c "$conf"

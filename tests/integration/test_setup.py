@@ -7,6 +7,7 @@ a clean clone; the example configuration loading in the real broker.
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -44,6 +45,20 @@ def test_dockerfile_installs_exactly_the_setup_script_packages():
     assert "apt-get install" not in docker and "apt install" not in docker
     entry = (REPO / "docker" / "entrypoint.sh").read_text()
     assert "apt" not in entry
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the entrypoint chowns the volume: root only")
+def test_docker_entrypoint_keeps_the_volume_private(tmp_path):
+    # The image's entrypoint, run on a scratch volume with a command that
+    # creates a file the way the broker would.
+    data = tmp_path / "volume"
+    data.mkdir(mode=0o755)
+    subprocess.run(["sh", str(REPO / "docker" / "entrypoint.sh"), "sh", "-c",
+                    f"echo x > {data}/pigeon.db"], check=True, timeout=30,
+                   env=dict(os.environ, PIGEON_DATA=str(data)), capture_output=True)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "pigeon.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "jwt.secret").stat().st_mode) == 0o600
 
 
 def test_ci_runs_the_readme_test_command():
@@ -112,6 +127,10 @@ def test_readme_run_command_from_a_clean_clone(tmp_path, pb):
         assert getattr(env_msg, "from") == "backend"
         assert env_msg.body == b"hello alice"
         assert (data / "pigeon.db").exists()
+        # Every local user could read every message otherwise.
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        for f in data.iterdir():
+            assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f"{f} is {oct(f.stat().st_mode)}"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
