@@ -6,7 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <glob.h>
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,19 +177,133 @@ uint64_t pg_journal_segment_bytes(const struct pg_journal *j)
 	return j->bytes;
 }
 
-/* Sorted segment paths under prefix (glob sorts; names are zero-padded). */
-static int journal_list(const char *prefix, glob_t *g)
-{
-	char pattern[4096];
-	int rc;
+/* The segment files of a prefix, oldest first. */
+struct journal_segs {
+	char **paths;
+	uint64_t *first; /* each one's first LSN (from its name) */
+	size_t n;
+};
 
-	snprintf(pattern, sizeof(pattern), "%s.jnl.[0-9]*", prefix);
-	rc = glob(pattern, 0, NULL, g);
-	if (rc == GLOB_NOMATCH) {
-		g->gl_pathc = 0;
-		return 0;
+static void journal_segs_free(struct journal_segs *g)
+{
+	size_t i;
+
+	for (i = 0; i < g->n; i++) {
+		free(g->paths[i]);
 	}
-	return rc == 0 ? 0 : -1;
+	free(g->paths);
+	free(g->first);
+	memset(g, 0, sizeof(*g));
+}
+
+/* The LSN in a segment name's tail ("<20 digits>"), or false if it is not one. */
+static bool journal_name_lsn(const char *tail, uint64_t *lsn)
+{
+	const char *p;
+
+	if (*tail == '\0') {
+		return false;
+	}
+	for (p = tail; *p; p++) {
+		if (*p < '0' || *p > '9') {
+			return false;
+		}
+	}
+	*lsn = strtoull(tail, NULL, 10);
+	return true;
+}
+
+static int journal_segs_add(struct journal_segs *g, size_t *cap, const char *dir, const char *name,
+                            uint64_t lsn)
+{
+	size_t len = strlen(dir) + 1 + strlen(name) + 1;
+	char *path;
+
+	if (g->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		char **np = realloc(g->paths, ncap * sizeof(*np));
+		uint64_t *nf;
+		if (np == NULL) {
+			return -1;
+		}
+		g->paths = np;
+		nf = realloc(g->first, ncap * sizeof(*nf));
+		if (nf == NULL) {
+			return -1;
+		}
+		g->first = nf;
+		*cap = ncap;
+	}
+	path = malloc(len);
+	if (path == NULL) {
+		return -1;
+	}
+	snprintf(path, len, "%s/%s", dir, name);
+	g->paths[g->n] = path;
+	g->first[g->n] = lsn;
+	g->n++;
+	return 0;
+}
+
+/*
+ * Lists the segments of prefix by reading its directory (names are taken
+ * literally: a prefix may hold any character). 0, or -1 with errno set and
+ * *g empty.
+ */
+static int journal_list(const char *prefix, struct journal_segs *g)
+{
+	char dir[4096];
+	const char *base, *slash = strrchr(prefix, '/');
+	size_t baselen, cap = 0, i, k;
+	struct dirent *de;
+	DIR *d;
+
+	memset(g, 0, sizeof(*g));
+	if (slash == NULL) {
+		strcpy(dir, ".");
+		base = prefix;
+	} else {
+		size_t dl = slash == prefix ? 1 : (size_t)(slash - prefix);
+		if (dl >= sizeof(dir)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(dir, prefix, dl);
+		dir[dl] = '\0';
+		base = slash + 1;
+	}
+	baselen = strlen(base);
+	d = opendir(dir);
+	if (d == NULL) {
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		uint64_t lsn;
+		if (strncmp(de->d_name, base, baselen) != 0 ||
+		    strncmp(de->d_name + baselen, ".jnl.", 5) != 0 ||
+		    !journal_name_lsn(de->d_name + baselen + 5, &lsn)) {
+			continue;
+		}
+		if (journal_segs_add(g, &cap, dir, de->d_name, lsn) != 0) {
+			closedir(d);
+			journal_segs_free(g);
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	closedir(d);
+	/* Insertion sort by first LSN: a journal has a handful of segments. */
+	for (i = 1; i < g->n; i++) {
+		for (k = i; k > 0 && g->first[k - 1] > g->first[k]; k--) {
+			char *tp = g->paths[k];
+			uint64_t tf = g->first[k];
+			g->paths[k] = g->paths[k - 1];
+			g->first[k] = g->first[k - 1];
+			g->paths[k - 1] = tp;
+			g->first[k - 1] = tf;
+		}
+	}
+	return 0;
 }
 
 static int journal_replay_file(const char *path, int (*fn)(const uint8_t *, size_t, void *),
@@ -247,7 +361,7 @@ static int journal_replay_file(const char *path, int (*fn)(const uint8_t *, size
 int pg_journal_replay(const char *prefix, int (*fn)(const uint8_t *payload, size_t len, void *ud),
                       void *ud, int *torn, char *err, size_t errlen)
 {
-	glob_t g;
+	struct journal_segs g;
 	int dummy = 0, rc = 0;
 	size_t i;
 
@@ -256,43 +370,35 @@ int pg_journal_replay(const char *prefix, int (*fn)(const uint8_t *payload, size
 	}
 	*torn = 0;
 	if (journal_list(prefix, &g) != 0) {
-		snprintf(err, errlen, "cannot list journal segments %s.jnl.*", prefix);
+		snprintf(err, errlen, "cannot list journal segments %s.jnl.*: %s", prefix,
+		         strerror(errno));
 		return -1;
 	}
-	for (i = 0; i < g.gl_pathc && rc == 0; i++) {
-		rc = journal_replay_file(g.gl_pathv[i], fn, ud, torn, err, errlen);
+	for (i = 0; i < g.n && rc == 0; i++) {
+		rc = journal_replay_file(g.paths[i], fn, ud, torn, err, errlen);
 	}
-	if (g.gl_pathc > 0) {
-		globfree(&g);
-	}
+	journal_segs_free(&g);
 	return rc;
-}
-
-static uint64_t journal_first_lsn(const char *path)
-{
-	const char *dot = strrchr(path, '.');
-
-	return dot ? strtoull(dot + 1, NULL, 10) : 0;
 }
 
 int pg_journal_trim(const char *prefix, uint64_t applied_lsn)
 {
-	glob_t g;
+	struct journal_segs g;
 	size_t i;
 	int removed = 0;
 
-	if (journal_list(prefix, &g) != 0 || g.gl_pathc == 0) {
+	if (journal_list(prefix, &g) != 0) {
 		return 0;
 	}
-	for (i = 0; i + 1 < g.gl_pathc; i++) {
-		uint64_t next_first = journal_first_lsn(g.gl_pathv[i + 1]);
+	for (i = 0; i + 1 < g.n; i++) {
+		uint64_t next_first = g.first[i + 1];
 		if (next_first == 0 || next_first - 1 > applied_lsn) {
 			break;
 		}
-		if (unlink(g.gl_pathv[i]) == 0) {
+		if (unlink(g.paths[i]) == 0) {
 			removed++;
 		}
 	}
-	globfree(&g);
+	journal_segs_free(&g);
 	return removed;
 }

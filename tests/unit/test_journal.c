@@ -3,7 +3,8 @@
  * order with identical bytes; segments (by open and by real rotation at
  * PG_JOURNAL_SEGMENT_MAX) replay oldest first; a torn or corrupt tail (short
  * frame, bad CRC, absurd length) ends its segment only and is counted;
- * trim removes exactly the fully applied segments, never the newest.
+ * trim removes exactly the fully applied segments, never the newest;
+ * a prefix holding glob characters is taken literally.
  * Each test works in its own mkdtemp directory, removed at its end.
  */
 #include <errno.h>
@@ -755,6 +756,49 @@ static void test_trim_while_open(void)
 	tdir_remove(&t);
 }
 
+/*
+ * A prefix with glob metacharacters ([, ], *, ?) names its files
+ * literally: replay finds every segment and trim removes the applied ones,
+ * and files that merely match the characters as a pattern are ignored.
+ */
+static void test_prefix_with_glob_characters(void)
+{
+	struct tdir t;
+	struct rec r = {0};
+	char prefix[200], decoy[200], err[256] = "";
+	const unsigned a[] = {1, 2, 3}, b[] = {4, 5};
+	int torn = -1, fd;
+
+	tdir_make(&t);
+	snprintf(prefix, sizeof(prefix), "%s/d[b]*?.db", t.dir);
+	write_segment(prefix, 1, a, 3, 20);
+	write_segment(prefix, 4, b, 2, 20);
+	CHECK(seg_exists(prefix, 1));
+	CHECK(seg_exists(prefix, 4));
+	/* "db1x.db" matches "d[b]*?.db" as a glob: not a segment of this journal. */
+	snprintf(decoy, sizeof(decoy), "%s/db1x.db.jnl.%020d", t.dir, 2);
+	fd = open(decoy, O_WRONLY | O_CREAT, 0600);
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		CHECK_EQ(write(fd, "junk", 4), 4);
+		close(fd);
+	}
+
+	CHECK_EQ(pg_journal_replay(prefix, rec_fn, &r, &torn, err, sizeof(err)), 0);
+	CHECK_EQ(torn, 0);
+	CHECK_EQ(r.n, 5);
+	check_frame(&r, 0, 20, 1);
+	check_frame(&r, 3, 20, 4);
+	check_frame(&r, 4, 20, 5);
+	rec_free(&r);
+
+	CHECK_EQ(pg_journal_trim(prefix, 3), 1);
+	CHECK(!seg_exists(prefix, 1));
+	CHECK(seg_exists(prefix, 4));
+	CHECK_EQ(access(decoy, F_OK), 0);
+	tdir_remove(&t);
+}
+
 static void test_open_fails_cleanly(void)
 {
 	struct pg_journal *j = NULL;
@@ -781,5 +825,6 @@ int main(void)
 	RUN(test_trim);
 	RUN(test_trim_while_open);
 	RUN(test_open_fails_cleanly);
+	RUN(test_prefix_with_glob_characters);
 	return check_exit();
 }
