@@ -10,6 +10,16 @@
  *
  * A session is keyed by an opaque pointer that the adapter chooses (the
  * Mosquitto client). Thread rule: broker thread only; nothing here locks.
+ *
+ * Each session also carries what outlives a single event:
+ * - its token's exp, kept in a min-heap so that "which sessions' tokens
+ *   have expired" costs O(1) when none has and O(log n) per expired one, at
+ *   any number of sessions (pigeon_auth asks on every broker tick);
+ * - the id of the key that verified its token (keyset.h), so a key reload
+ *   can find the sessions of a key that is gone;
+ * - a log limiter (loglimit.h) shared by every plugin that logs refusals
+ *   about this client, so one client cannot flood the log through any of
+ *   them.
  */
 #ifndef PIGEON_SESSIONS_H
 #define PIGEON_SESSIONS_H
@@ -19,6 +29,8 @@
 #include <stdint.h>
 
 #include "ident.h"
+#include "keyset.h"
+#include "loglimit.h"
 #include "token.h"
 
 struct pg_session {
@@ -30,6 +42,9 @@ struct pg_session {
 	enum pg_role role;
 	bool has_iat;
 	int64_t iat;
+	int64_t exp;             /* the token's exp, Unix s */
+	struct pg_key_id key_id; /* the key that verified the token (if has_key_id) */
+	bool has_key_id;
 	int64_t since_ms; /* when it was admitted, Unix ms */
 };
 
@@ -42,12 +57,13 @@ typedef void (*pg_session_watch_fn)(enum pg_session_event ev, const struct pg_se
                                     void *userdata);
 
 /*
- * Records that key is connected as uid:device with claims (a session already
- * under key is replaced: removed, then added). Returns 0, or -1 when out of
- * memory. Watchers are called after the change.
+ * Records that key is connected as uid:device with claims, verified by the
+ * key key_id (NULL: unknown). A session already under key is replaced:
+ * removed, then added. Returns 0, or -1 when out of memory (then key has no
+ * session: the old one is gone). Watchers are called after the change.
  */
 int pg_sessions_add(const void *key, const struct pg_claims *claims, const char *device,
-                    int64_t now_ms);
+                    const struct pg_key_id *key_id, int64_t now_ms);
 
 /* Forgets key (no-op if unknown), calling watchers first. */
 void pg_sessions_remove(const void *key);
@@ -70,6 +86,29 @@ size_t pg_sessions_count(void);
  */
 void pg_sessions_foreach(const char *uid, void (*fn)(const struct pg_session *s, void *ud),
                          void *ud);
+
+/*
+ * Calls fn, earliest exp first, for up to max sessions whose token's exp is
+ * before before_s, and takes each out of the expiry order: a session is
+ * reported once (it stays registered until it is removed, e.g. when the
+ * disconnect it leads to arrives). Returns how many were reported. fn must
+ * not add or remove sessions. Cost: O(log n) per session reported.
+ */
+size_t pg_sessions_take_expired(int64_t before_s, size_t max,
+                                void (*fn)(const struct pg_session *s, void *ud), void *ud);
+
+/* The earliest exp among sessions not yet taken by take_expired, or INT64_MAX. */
+int64_t pg_sessions_next_exp(void);
+
+/*
+ * May one more refusal line about the client under key be logged at now_ms?
+ * (pg_loglimit_allow on the session's limiter; *note as there.) A key with
+ * no session is always allowed, with nothing held.
+ */
+bool pg_sessions_log_allow(const void *key, int64_t now_ms, struct pg_loglimit_note *note);
+
+/* Takes what the session's limiter held back (held 0 if nothing or no session). */
+void pg_sessions_log_flush(const void *key, int64_t now_ms, struct pg_loglimit_note *note);
 
 /*
  * Adds a watcher called on every add/remove. Returns 0, or -1 if too many.

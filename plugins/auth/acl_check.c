@@ -2,7 +2,10 @@
  * MOSQ_EVT_ACL_CHECK: every publish, subscription and delivery of a pigeon
  * client is judged by libpigeon's access matrix (broker/acl.c) with the
  * identity recorded at login. This runs once per delivered message, so it is
- * a pointer hash lookup plus a topic parse, and logs only refusals.
+ * a pointer hash lookup plus a topic parse. Refused publishes and
+ * subscriptions are all counted, and logged through the client's log
+ * limiter: a client repeating what it may not do gets a few lines, then a
+ * line now and then with the number held back (loglimit.h).
  */
 #include "pigeon_auth.h"
 
@@ -47,7 +50,16 @@ int auth_acl_check_cb(int event, void *event_data, void *userdata)
 	if (pg_acl_allows(&who, access, ed->topic, ed->retain, &reason)) {
 		return MOSQ_ERR_SUCCESS;
 	}
-	if (access != PG_ACCESS_READ) {
+	/* Refused reads are Mosquitto asking per delivery, not the client doing anything. */
+	if (access == PG_ACCESS_READ) {
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if (access == PG_ACCESS_WRITE) {
+		ap->counters.denied_publish++;
+	} else {
+		ap->counters.denied_subscribe++;
+	}
+	if (auth_log_refusal_allowed(ed->client, s->client_id)) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, AUTH_LOG_PREFIX "denied %s of '%s' to %s: %s",
 		                     access == PG_ACCESS_WRITE ? "publish" : "subscribe",
 		                     auth_printable(ed->topic, topic, sizeof(topic)), s->client_id,

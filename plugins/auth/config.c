@@ -34,6 +34,8 @@ int auth_config_parse(struct auth_config *cfg, struct mosquitto_opt *opts, int n
 	cfg->clock_skew_s = 30;
 	cfg->login_fail_limit = 5;
 	cfg->login_fail_window_s = 60;
+	cfg->expire_sessions = true;
+	cfg->sys_interval_s = 10;
 
 	for (i = 0; i < nopts; i++) {
 		const char *k = opts[i].key, *val = opts[i].value ? opts[i].value : "";
@@ -63,6 +65,15 @@ int auth_config_parse(struct auth_config *cfg, struct mosquitto_opt *opts, int n
 			if (pg_opt_bool(val, &cfg->user_notify, err, sizeof(err)) != 0) {
 				rc = config_err(k, err);
 			}
+		} else if (strcmp(k, "expire_sessions") == 0) {
+			if (pg_opt_bool(val, &cfg->expire_sessions, err, sizeof(err)) != 0) {
+				rc = config_err(k, err);
+			}
+		} else if (strcmp(k, "sys_interval") == 0) {
+			if (pg_opt_uint(val, 0, 86400, &v, err, sizeof(err)) != 0) {
+				rc = config_err(k, err);
+			}
+			cfg->sys_interval_s = (unsigned)v;
 		} else {
 			/* Options of other plugins never reach us, so this is a typo. */
 			rc = config_err(k,
@@ -101,8 +112,8 @@ int auth_keys_load(const struct auth_config *cfg, struct auth_keys *keys)
 	size_t len;
 
 	memset(keys, 0, sizeof(*keys));
-	keys->keyring = pg_keyring_new();
-	if (keys->keyring == NULL) {
+	keys->keyset = pg_keyset_new();
+	if (keys->keyset == NULL) {
 		return config_err("jwt_secret_file", "out of memory");
 	}
 	if (cfg->algs & PG_ALG_HS256) {
@@ -115,7 +126,11 @@ int auth_keys_load(const struct auth_config *cfg, struct auth_keys *keys)
 			config_err("jwt_secret_file", "an HS256 secret must be at least 32 bytes");
 			goto fail;
 		}
-		pg_keyring_set_secret(keys->keyring, (unsigned char *)buf, len);
+		if (pg_keyset_set_secret(keys->keyset, (unsigned char *)buf, len, err,
+		                         sizeof(err)) != 0) {
+			config_err("jwt_secret_file", err);
+			goto fail;
+		}
 		free(buf);
 		buf = NULL;
 	}
@@ -123,13 +138,13 @@ int auth_keys_load(const struct auth_config *cfg, struct auth_keys *keys)
 		unsigned want = cfg->algs & (PG_ALG_ES256 | PG_ALG_EDDSA);
 		if (pg_read_file(cfg->public_key_file, AUTH_KEYFILE_MAX, &buf, &len, err,
 		                 sizeof(err)) != 0 ||
-		    pg_keyring_add_public_pem(keys->keyring, buf, len, err, sizeof(err)) < 0) {
+		    pg_keyset_add_public_pem(keys->keyset, buf, len, err, sizeof(err)) < 0) {
 			config_err("jwt_public_key_file", err);
 			goto fail;
 		}
 		free(buf);
 		buf = NULL;
-		if ((pg_keyring_algs(keys->keyring) & want) == 0) {
+		if ((pg_keyset_algs(keys->keyset) & want) == 0) {
 			config_err("jwt_public_key_file",
 			           "no key in it serves the configured jwt_algs");
 			goto fail;
@@ -159,7 +174,7 @@ fail:
 
 void auth_keys_free(struct auth_keys *keys)
 {
-	pg_keyring_free(keys->keyring);
+	pg_keyset_free(keys->keyset);
 	pg_revoked_free(keys->revoked);
 	memset(keys, 0, sizeof(*keys));
 }

@@ -13,7 +13,9 @@
 #include <mosquitto_plugin.h>
 
 #include "jws.h"
+#include "keyset.h"
 #include "loginlimit.h"
+#include "loglimit.h"
 #include "revoke.h"
 #include "token.h"
 
@@ -29,12 +31,25 @@ struct auth_config {
 	unsigned login_fail_limit;
 	unsigned login_fail_window_s;
 	bool user_notify;
+	bool expire_sessions;    /* disconnect a session once its token has expired */
+	unsigned sys_interval_s; /* between $SYS/broker/pigeon/auth/... updates; 0 = never */
 };
 
 /* What the config loads: replaced whole on reload, so a bad reload changes nothing. */
 struct auth_keys {
-	struct pg_keyring *keyring;
+	struct pg_keyset *keyset;
 	struct pg_revoked *revoked;
+};
+
+/* Counted on every event, whatever is logged; published under $SYS/broker/pigeon/auth/. */
+struct auth_counters {
+	uint64_t logins_ok;
+	uint64_t logins_refused;
+	uint64_t denied_publish;
+	uint64_t denied_subscribe;
+	uint64_t kicked_expired;     /* token expired while connected */
+	uint64_t kicked_key_removed; /* its key is no longer configured (reload) */
+	uint64_t kicked_revoked;     /* its token was revoked (reload) */
 };
 
 struct auth_plugin {
@@ -42,8 +57,11 @@ struct auth_plugin {
 	struct auth_config cfg;
 	struct auth_keys keys;
 	struct pg_loginlimit *loginlimit;
-	uint64_t logins_ok;
-	uint64_t logins_refused;
+	struct auth_counters counters;
+	/* Refusals of blocked addresses: one limiter for all (each address has
+	 * had its login_fail_limit lines logged in full before it was blocked). */
+	struct pg_loglimit blocked_log;
+	int64_t next_sys_ms;
 };
 
 /* config.c */
@@ -55,13 +73,24 @@ void auth_keys_free(struct auth_keys *keys);
 /* basic_auth.c */
 int auth_basic_auth_cb(int event, void *event_data, void *userdata);
 int auth_disconnect_cb(int event, void *event_data, void *userdata);
-/* Disconnects every session whose token the current revocation list refuses. */
-void auth_kick_revoked(struct auth_plugin *ap);
+/*
+ * After a reload: disconnects every session whose token the current
+ * revocation list refuses or whose verifying key is no longer configured.
+ */
+void auth_kick_stale(struct auth_plugin *ap);
+/* Disconnects sessions whose token expired (exp + clock skew) before now_s. */
+void auth_kick_expired(struct auth_plugin *ap, int64_t now_s);
+int64_t auth_now_ms(void);
 
 /* acl_check.c */
 int auth_acl_check_cb(int event, void *event_data, void *userdata);
 
 /* Writes s into buf with anything unprintable replaced, for logging client input. */
 const char *auth_printable(const char *s, char *buf, size_t cap);
+/*
+ * Whether a refusal line about client may be written now (its session's log
+ * limiter); logs the summary of what was held back before it, if anything.
+ */
+bool auth_log_refusal_allowed(const struct mosquitto *client, const char *client_id);
 
 #endif

@@ -1,10 +1,14 @@
 /*
  * pigeon_auth entry points: load options and keys, register the callbacks,
- * reload keys and the revocation list on SIGHUP, expire login-limit windows
- * on the tick. The work itself is in basic_auth.c and acl_check.c.
+ * reload keys and the revocation list on SIGHUP (disconnecting the sessions
+ * they no longer admit), and on the tick: disconnect sessions whose token
+ * expired, expire login-limit windows, publish the $SYS counters. The work
+ * itself is in basic_auth.c and acl_check.c.
  */
 #include "pigeon_auth.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,6 +20,8 @@
  * SIGHUP. Mosquitto 2.0.11 passes no options here and stops at the first
  * RELOAD callback that does not defer, so this re-reads the files the start
  * options named and always defers, letting the other pigeon plugins reload.
+ * The broker calls it from its main loop (not while walking its clients),
+ * so kicking from here is safe, as it is from the tick.
  */
 static int auth_reload_cb(int event, void *event_data, void *userdata)
 {
@@ -30,17 +36,58 @@ static int auth_reload_cb(int event, void *event_data, void *userdata)
 	}
 	auth_keys_free(&ap->keys);
 	ap->keys = fresh;
-	mosquitto_log_printf(MOSQ_LOG_INFO, AUTH_LOG_PREFIX "reloaded keys, %zu revocation entries",
-	                     pg_revoked_count(ap->keys.revoked));
-	auth_kick_revoked(ap);
+	mosquitto_log_printf(MOSQ_LOG_INFO,
+	                     AUTH_LOG_PREFIX "reloaded keys, %zu revocation entries, %zu keys",
+	                     pg_revoked_count(ap->keys.revoked), pg_keyset_count(ap->keys.keyset));
+	auth_kick_stale(ap);
 	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
+static void auth_sys_publish(const char *leaf, uint64_t value)
+{
+	char topic[128], text[32];
+	void *buf;
+	int len;
+
+	snprintf(topic, sizeof(topic), "$SYS/broker/pigeon/auth/%s", leaf);
+	len = snprintf(text, sizeof(text), "%" PRIu64, value);
+	buf = mosquitto_malloc((size_t)len);
+	if (buf == NULL) {
+		return;
+	}
+	memcpy(buf, text, (size_t)len);
+	if (mosquitto_broker_publish(NULL, topic, len, buf, 0, true, NULL) != MOSQ_ERR_SUCCESS) {
+		mosquitto_free(buf);
+	}
+}
+
+static void auth_sys_tick(struct auth_plugin *ap, int64_t now_ms)
+{
+	const struct auth_counters *c = &ap->counters;
+
+	if (ap->cfg.sys_interval_s == 0 || now_ms < ap->next_sys_ms) {
+		return;
+	}
+	ap->next_sys_ms = now_ms + (int64_t)ap->cfg.sys_interval_s * 1000;
+	auth_sys_publish("logins/accepted", c->logins_ok);
+	auth_sys_publish("logins/refused", c->logins_refused);
+	auth_sys_publish("denied/publish", c->denied_publish);
+	auth_sys_publish("denied/subscribe", c->denied_subscribe);
+	auth_sys_publish("disconnected/expired", c->kicked_expired);
+	auth_sys_publish("disconnected/key_removed", c->kicked_key_removed);
+	auth_sys_publish("disconnected/revoked", c->kicked_revoked);
 }
 
 static int auth_tick_cb(int event, void *event_data, void *userdata)
 {
 	struct auth_plugin *ap = userdata;
+	int64_t now = (int64_t)time(NULL);
 
-	pg_loginlimit_expire(ap->loginlimit, (int64_t)time(NULL));
+	if (ap->cfg.expire_sessions) {
+		auth_kick_expired(ap, now);
+	}
+	pg_loginlimit_expire(ap->loginlimit, now);
+	auth_sys_tick(ap, auth_now_ms());
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -107,10 +154,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	*userdata = ap;
 	mosquitto_log_printf(MOSQ_LOG_INFO,
 	                     AUTH_LOG_PREFIX "ready: algorithms 0x%x, clock skew %llds, login fail "
-	                                     "limit %u per %us, user notify %s",
+	                                     "limit %u per %us, user notify %s, expire sessions %s",
 	                     ap->cfg.algs, (long long)ap->cfg.clock_skew_s,
 	                     ap->cfg.login_fail_limit, ap->cfg.login_fail_window_s,
-	                     ap->cfg.user_notify ? "on" : "off");
+	                     ap->cfg.user_notify ? "on" : "off",
+	                     ap->cfg.expire_sessions ? "on" : "off");
 	return MOSQ_ERR_SUCCESS;
 }
 

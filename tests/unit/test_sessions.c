@@ -1,8 +1,13 @@
 /*
  * Session registry (sessions.c): add/find/remove, per-user counts across
  * devices, device_connected, replacing the session under a key, watchers on
- * add and remove (and unwatch), foreach, reset.
+ * add and remove (and unwatch), foreach, reset; the expiry order (earliest
+ * exp first, bounded takes, each session reported once, removal anywhere in
+ * the heap, checked against brute force), the key id kept per session, and
+ * the per-session refusal log limiter.
  */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,7 +64,7 @@ static void test_add_find_remove(void)
 	c.has_iat = true;
 	c.iat = 1700000000;
 	CHECK(pg_sessions_find(&key_a) == NULL);
-	CHECK_EQ(pg_sessions_add(&key_a, &c, "phone", 1700000000123), 0);
+	CHECK_EQ(pg_sessions_add(&key_a, &c, "phone", NULL, 1700000000123), 0);
 	s = pg_sessions_find(&key_a);
 	CHECK(s != NULL);
 	if (s != NULL) {
@@ -93,10 +98,10 @@ static void test_user_count_across_devices(void)
 	struct pg_claims svc = claims_for("svc", "", PG_ROLE_SERVICE);
 
 	pg_sessions_reset();
-	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", 1), 0);
-	CHECK_EQ(pg_sessions_add(&key_b, &alice, "laptop", 2), 0);
-	CHECK_EQ(pg_sessions_add(&key_c, &bob, "phone", 3), 0);
-	CHECK_EQ(pg_sessions_add(&key_d, &svc, "worker-1", 4), 0);
+	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", NULL, 1), 0);
+	CHECK_EQ(pg_sessions_add(&key_b, &alice, "laptop", NULL, 2), 0);
+	CHECK_EQ(pg_sessions_add(&key_c, &bob, "phone", NULL, 3), 0);
+	CHECK_EQ(pg_sessions_add(&key_d, &svc, "worker-1", NULL, 4), 0);
 	CHECK_EQ(pg_sessions_count(), 4);
 	CHECK_EQ(pg_sessions_user_count("alice"), 2);
 	CHECK_EQ(pg_sessions_user_count("bob"), 1);
@@ -133,9 +138,9 @@ static void test_add_on_same_key_replaces(void)
 
 	pg_sessions_reset();
 	memset(&rec, 0, sizeof(rec));
-	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", 1), 0);
+	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", NULL, 1), 0);
 	CHECK_EQ(pg_sessions_watch(record, &rec), 0);
-	CHECK_EQ(pg_sessions_add(&key_a, &alice2, "tablet", 2), 0);
+	CHECK_EQ(pg_sessions_add(&key_a, &alice2, "tablet", NULL, 2), 0);
 	CHECK_EQ(pg_sessions_count(), 1);
 	CHECK_EQ(pg_sessions_user_count("alice"), 1);
 	CHECK_STR(pg_sessions_find(&key_a)->jti, "new");
@@ -150,7 +155,7 @@ static void test_add_on_same_key_replaces(void)
 	CHECK_STR(rec.client_id[1], "alice:tablet");
 
 	/* The key may come back as another user. */
-	CHECK_EQ(pg_sessions_add(&key_a, &bob, "phone", 3), 0);
+	CHECK_EQ(pg_sessions_add(&key_a, &bob, "phone", NULL, 3), 0);
 	CHECK_EQ(pg_sessions_count(), 1);
 	CHECK_EQ(pg_sessions_user_count("alice"), 0);
 	CHECK_EQ(pg_sessions_user_count("bob"), 1);
@@ -169,8 +174,8 @@ static void test_watchers_see_add_and_remove(void)
 	CHECK_EQ(pg_sessions_watch(record, &r1), 0);
 	CHECK_EQ(pg_sessions_watch(record, &r2), 0);
 
-	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", 1), 0);
-	CHECK_EQ(pg_sessions_add(&key_b, &alice, "laptop", 2), 0);
+	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", NULL, 1), 0);
+	CHECK_EQ(pg_sessions_add(&key_b, &alice, "laptop", NULL, 2), 0);
 	pg_sessions_remove(&key_a);
 	CHECK_EQ(r1.n, 3);
 	CHECK_EQ(r2.n, 3);
@@ -198,7 +203,7 @@ static void test_watchers_see_add_and_remove(void)
 	/* Unwatching an unknown pair changes nothing. */
 	pg_sessions_unwatch(record, &r1);
 	pg_sessions_unwatch(record, NULL);
-	CHECK_EQ(pg_sessions_add(&key_c, &alice, "phone", 3), 0);
+	CHECK_EQ(pg_sessions_add(&key_c, &alice, "phone", NULL, 3), 0);
 	CHECK_EQ(r2.n, 5);
 	CHECK_EQ(r1.n, 3);
 	pg_sessions_unwatch(record, &r2);
@@ -221,7 +226,7 @@ static void test_watcher_limit_and_unwatch_middle(void)
 	CHECK_EQ(pg_sessions_watch(record, &rec[8]), -1);
 	pg_sessions_unwatch(record, &rec[3]);
 	CHECK_EQ(pg_sessions_watch(record, &rec[8]), 0);
-	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", 1), 0);
+	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", NULL, 1), 0);
 	for (i = 0; i < 9; i++) {
 		CHECK_EQ(rec[i].n, i == 3 ? 0 : 1);
 	}
@@ -262,9 +267,9 @@ static void test_foreach_by_uid_and_all(void)
 	struct collect c;
 
 	pg_sessions_reset();
-	pg_sessions_add(&key_a, &alice, "phone", 1);
-	pg_sessions_add(&key_b, &bob, "phone", 2);
-	pg_sessions_add(&key_c, &alice, "laptop", 3);
+	pg_sessions_add(&key_a, &alice, "phone", NULL, 1);
+	pg_sessions_add(&key_b, &bob, "phone", NULL, 2);
+	pg_sessions_add(&key_c, &alice, "laptop", NULL, 3);
 
 	memset(&c, 0, sizeof(c));
 	pg_sessions_foreach("alice", collect_fn, &c);
@@ -298,8 +303,8 @@ static void test_reset_forgets_sessions_and_watchers(void)
 	pg_sessions_reset();
 	memset(&rec, 0, sizeof(rec));
 	pg_sessions_watch(record, &rec);
-	pg_sessions_add(&key_a, &alice, "phone", 1);
-	pg_sessions_add(&key_b, &alice, "laptop", 1);
+	pg_sessions_add(&key_a, &alice, "phone", NULL, 1);
+	pg_sessions_add(&key_b, &alice, "laptop", NULL, 1);
 	CHECK_EQ(rec.n, 2);
 	pg_sessions_reset();
 	/* No watcher is called by reset, and none is left afterwards. */
@@ -308,7 +313,7 @@ static void test_reset_forgets_sessions_and_watchers(void)
 	CHECK_EQ(pg_sessions_user_count("alice"), 0);
 	CHECK(!pg_sessions_device_connected("alice", "phone"));
 	CHECK(pg_sessions_find(&key_a) == NULL);
-	pg_sessions_add(&key_a, &alice, "phone", 1);
+	pg_sessions_add(&key_a, &alice, "phone", NULL, 1);
 	CHECK_EQ(rec.n, 2);
 	CHECK_EQ(pg_sessions_user_count("alice"), 1);
 	pg_sessions_reset();
@@ -326,13 +331,228 @@ static void test_longest_identifiers(void)
 	memset(c.jti, 'j', PG_JTI_MAX);
 	memset(dev, 'd', PG_IDENT_MAX);
 	dev[PG_IDENT_MAX] = '\0';
-	CHECK_EQ(pg_sessions_add(&key_a, &c, dev, 1), 0);
+	CHECK_EQ(pg_sessions_add(&key_a, &c, dev, NULL, 1), 0);
 	s = pg_sessions_find(&key_a);
 	CHECK(s != NULL);
 	CHECK_EQ(strlen(s->client_id), 2 * PG_IDENT_MAX + 1);
 	CHECK_EQ(s->client_id[PG_IDENT_MAX], ':');
 	CHECK_EQ(strlen(s->jti), PG_JTI_MAX);
 	CHECK(pg_sessions_device_connected(c.sub, dev));
+	pg_sessions_reset();
+}
+
+struct taken {
+	size_t n;
+	const void *key[64];
+	int64_t exp[64];
+};
+
+static void record_taken(const struct pg_session *s, void *ud)
+{
+	struct taken *t = ud;
+
+	if (t->n < 64) {
+		t->key[t->n] = s->key;
+		t->exp[t->n] = s->exp;
+	}
+	t->n++;
+}
+
+static void test_expired_sessions_are_taken_earliest_first_once(void)
+{
+	struct pg_claims a = claims_for("alice", "", PG_ROLE_USER);
+	struct pg_claims b = claims_for("bob", "", PG_ROLE_USER);
+	struct pg_claims c = claims_for("carol", "", PG_ROLE_USER);
+	struct taken t = {0};
+
+	pg_sessions_reset();
+	CHECK_EQ(pg_sessions_next_exp(), INT64_MAX);
+	a.exp = 300;
+	b.exp = 100;
+	c.exp = 200;
+	pg_sessions_add(&key_a, &a, "phone", NULL, 1);
+	pg_sessions_add(&key_b, &b, "phone", NULL, 1);
+	pg_sessions_add(&key_c, &c, "phone", NULL, 1);
+	CHECK_EQ(pg_sessions_next_exp(), 100);
+	CHECK_EQ(pg_sessions_find(&key_b)->exp, 100);
+
+	/* Strictly before: exp == before_s is not yet over. */
+	CHECK_EQ(pg_sessions_take_expired(100, 10, record_taken, &t), 0);
+	CHECK_EQ(pg_sessions_take_expired(250, 10, record_taken, &t), 2);
+	CHECK_EQ(t.n, 2);
+	CHECK(t.key[0] == &key_b && t.key[1] == &key_c);
+	CHECK_EQ(t.exp[0], 100);
+	/* Reported once, yet still registered until removed. */
+	CHECK_EQ(pg_sessions_take_expired(250, 10, record_taken, &t), 0);
+	CHECK(pg_sessions_find(&key_b) != NULL);
+	CHECK_EQ(pg_sessions_count(), 3);
+	CHECK_EQ(pg_sessions_next_exp(), 300);
+	/* Removing a taken session is fine. */
+	pg_sessions_remove(&key_b);
+	CHECK_EQ(pg_sessions_count(), 2);
+
+	/* A session replaced under its key (a new token) is scheduled by the new exp. */
+	c.exp = 1000;
+	pg_sessions_add(&key_c, &c, "phone", NULL, 2);
+	CHECK_EQ(pg_sessions_next_exp(), 300);
+	t.n = 0;
+	CHECK_EQ(pg_sessions_take_expired(999, 10, record_taken, &t), 1);
+	CHECK(t.key[0] == &key_a);
+	CHECK_EQ(pg_sessions_next_exp(), 1000);
+	pg_sessions_reset();
+	CHECK_EQ(pg_sessions_next_exp(), INT64_MAX);
+}
+
+static void test_take_expired_is_bounded(void)
+{
+	static char keys[100];
+	struct pg_claims c = claims_for("alice", "", PG_ROLE_USER);
+	struct taken t = {0};
+	char dev[16];
+	int i;
+
+	pg_sessions_reset();
+	for (i = 0; i < 100; i++) {
+		c.exp = 1000 - i; /* added latest-first */
+		snprintf(dev, sizeof(dev), "d%d", i);
+		CHECK_EQ(pg_sessions_add(&keys[i], &c, dev, NULL, 1), 0);
+	}
+	CHECK_EQ(pg_sessions_take_expired(2000, 30, record_taken, &t), 30);
+	CHECK_EQ(t.exp[0], 901);
+	CHECK_EQ(t.exp[29], 930);
+	t.n = 0;
+	CHECK_EQ(pg_sessions_take_expired(2000, 1000, record_taken, &t), 70);
+	CHECK_EQ(t.exp[0], 931);
+	CHECK_EQ(pg_sessions_next_exp(), INT64_MAX);
+	pg_sessions_reset();
+}
+
+/* What a brute-force scan says is the earliest exp among keys still scheduled. */
+static int64_t brute_min(const int64_t *exp, const bool *live, int n)
+{
+	int64_t m = INT64_MAX;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (live[i] && exp[i] < m) {
+			m = exp[i];
+		}
+	}
+	return m;
+}
+
+struct order_check {
+	int64_t last;
+	bool ordered;
+	size_t n;
+};
+
+static void check_order(const struct pg_session *s, void *ud)
+{
+	struct order_check *oc = ud;
+
+	if (s->exp < oc->last) {
+		oc->ordered = false;
+	}
+	oc->last = s->exp;
+	oc->n++;
+}
+
+static void test_expiry_order_survives_random_adds_and_removes(void)
+{
+	enum { N = 5000 };
+	static char keys[N];
+	static int64_t exp[N];
+	static bool live[N];
+	struct pg_claims c = claims_for("u", "", PG_ROLE_USER);
+	struct order_check oc = {.last = INT64_MIN, .ordered = true};
+	unsigned seed = 12345;
+	char dev[16];
+	int i, round, mismatches = 0;
+	size_t nlive = 0;
+
+	pg_sessions_reset();
+	memset(live, 0, sizeof(live));
+	for (round = 0; round < 40000; round++) {
+		seed = seed * 1103515245u + 12345u;
+		i = (int)((seed >> 8) % N);
+		if (live[i] && (seed & 1)) {
+			pg_sessions_remove(&keys[i]);
+			live[i] = false;
+			nlive--;
+		} else {
+			seed = seed * 1103515245u + 12345u;
+			exp[i] = (int64_t)((seed >> 4) % 100000);
+			c.exp = exp[i];
+			snprintf(dev, sizeof(dev), "d%d", i);
+			if (pg_sessions_add(&keys[i], &c, dev, NULL, 1) != 0) {
+				mismatches++;
+			}
+			if (!live[i]) {
+				nlive++;
+			}
+			live[i] = true;
+		}
+		if (pg_sessions_next_exp() != brute_min(exp, live, N)) {
+			mismatches++;
+		}
+	}
+	CHECK_EQ(mismatches, 0);
+	CHECK_EQ(pg_sessions_count(), nlive);
+	/* Taking everything yields every live session once, in exp order. */
+	CHECK_EQ(pg_sessions_take_expired(INT64_MAX, SIZE_MAX, check_order, &oc), nlive);
+	CHECK(oc.ordered);
+	CHECK_EQ(oc.n, nlive);
+	pg_sessions_reset();
+}
+
+static void test_key_id_is_kept(void)
+{
+	struct pg_claims c = claims_for("alice", "", PG_ROLE_USER);
+	struct pg_key_id id;
+	const struct pg_session *s;
+
+	pg_sessions_reset();
+	memset(id.b, 0xab, sizeof(id.b));
+	pg_sessions_add(&key_a, &c, "phone", &id, 1);
+	pg_sessions_add(&key_b, &c, "tablet", NULL, 1);
+	s = pg_sessions_find(&key_a);
+	CHECK(s->has_key_id);
+	CHECK(memcmp(s->key_id.b, id.b, PG_KEY_ID_LEN) == 0);
+	CHECK(!pg_sessions_find(&key_b)->has_key_id);
+	pg_sessions_reset();
+}
+
+static void test_refusal_log_limit_is_per_session(void)
+{
+	struct pg_claims a = claims_for("alice", "", PG_ROLE_USER);
+	struct pg_claims b = claims_for("bob", "", PG_ROLE_USER);
+	struct pg_loglimit_note note;
+	int i, allowed = 0;
+
+	pg_sessions_reset();
+	pg_sessions_add(&key_a, &a, "phone", NULL, 1);
+	pg_sessions_add(&key_b, &b, "phone", NULL, 1);
+	for (i = 0; i < 100; i++) {
+		allowed += pg_sessions_log_allow(&key_a, 5000, &note);
+	}
+	CHECK_EQ(allowed, PG_LOGLIMIT_BURST);
+	/* bob's budget is his own. */
+	CHECK(pg_sessions_log_allow(&key_b, 5000, &note));
+	CHECK_EQ(note.held, 0);
+	/* A key without a session (not admitted by us) is never held back. */
+	for (i = 0; i < 100; i++) {
+		CHECK(pg_sessions_log_allow(&key_c, 5000, &note));
+	}
+	/* alice leaves: what was held back is handed over once. */
+	pg_sessions_log_flush(&key_a, 6000, &note);
+	CHECK_EQ(note.held, 100 - PG_LOGLIMIT_BURST);
+	CHECK_EQ(note.span_ms, 1000);
+	pg_sessions_log_flush(&key_a, 6000, &note);
+	CHECK_EQ(note.held, 0);
+	/* A new session under the same key starts with a full budget. */
+	pg_sessions_add(&key_a, &a, "phone", NULL, 7000);
+	CHECK(pg_sessions_log_allow(&key_a, 7000, &note));
 	pg_sessions_reset();
 }
 
@@ -346,5 +566,10 @@ int main(void)
 	RUN(test_foreach_by_uid_and_all);
 	RUN(test_reset_forgets_sessions_and_watchers);
 	RUN(test_longest_identifiers);
+	RUN(test_expired_sessions_are_taken_earliest_first_once);
+	RUN(test_take_expired_is_bounded);
+	RUN(test_expiry_order_survives_random_adds_and_removes);
+	RUN(test_key_id_is_kept);
+	RUN(test_refusal_log_limit_is_per_session);
 	return check_exit();
 }
