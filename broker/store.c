@@ -59,11 +59,12 @@ struct store_user {
 	struct notify_slot *slots;
 	struct device_cursor *cursors;
 	struct store_pending *pending_head, *pending_tail;
-	int64_t used_ms; /* last accept / ack / sync / head / unread */
+	uint64_t last_lsn; /* newest record journaled for this user (append or cursor) */
+	int64_t used_ms;   /* last accept / ack / sync / head / unread */
 	UT_hash_handle hh;
 };
 
-/* Users untouched this long, with nothing pending, leave memory (reloaded on use). */
+/* Users untouched this long, with everything applied, leave memory (reloaded on use). */
 #define STORE_USER_IDLE_MS (10 * 60 * 1000)
 
 struct store_dedup {
@@ -72,8 +73,10 @@ struct store_dedup {
 	int64_t created_ms;
 	UT_hash_handle hh;
 	size_t keylen;
-	char key[]; /* from '\0' msg_id */
+	char key[]; /* from '\0' to '\0' msg_id */
 };
+
+#define STORE_DEDUP_KEY_MAX (2 * (PG_IDENT_MAX + 1) + STORE_MSG_ID_MAX)
 
 static int64_t store_now_ms(void)
 {
@@ -170,6 +173,7 @@ static struct store_user *store_user_get(struct pg_store *st, const char *uid)
 	}
 	u->used_ms = store_now_ms();
 	HASH_ADD_STR(st->users, uid, u);
+	st->users_cached++;
 	return u;
 }
 
@@ -249,17 +253,19 @@ static void pending_trim(struct pg_store *st)
 
 /* ---------- dedup ---------- */
 
-static size_t dedup_key(char *buf, size_t cap, const char *from, const char *msg_id)
+static size_t dedup_key(char *buf, size_t cap, const char *from, const char *to, const char *msg_id)
 {
-	size_t fl = strlen(from), ml = strlen(msg_id);
+	size_t fl = strlen(from), tl = strlen(to), ml = strlen(msg_id);
 
-	if (fl + 1 + ml > cap) {
+	if (fl + 1 + tl + 1 + ml > cap) {
 		return 0;
 	}
 	memcpy(buf, from, fl);
 	buf[fl] = '\0';
-	memcpy(buf + fl + 1, msg_id, ml);
-	return fl + 1 + ml;
+	memcpy(buf + fl + 1, to, tl);
+	buf[fl + 1 + tl] = '\0';
+	memcpy(buf + fl + 1 + tl + 1, msg_id, ml);
+	return fl + 1 + tl + 1 + ml;
 }
 
 /* Bloom filter sizing: 2^24 bits (2 MiB) a generation, 7 probes: under 1%
@@ -267,22 +273,23 @@ static size_t dedup_key(char *buf, size_t cap, const char *from, const char *msg
 #define STORE_BLOOM_LOG2_BITS 24
 #define STORE_BLOOM_PROBES 7
 
-static void dedup_bloom_load(const char *sender, const char *msg_id, void *ud)
+static void dedup_bloom_load(const char *sender, const char *recipient, const char *msg_id,
+                             void *ud)
 {
 	struct pg_store *st = ud;
-	char key[PG_IDENT_MAX + 1 + STORE_MSG_ID_MAX];
-	size_t klen = dedup_key(key, sizeof(key), sender, msg_id);
+	char key[STORE_DEDUP_KEY_MAX];
+	size_t klen = dedup_key(key, sizeof(key), sender, recipient, msg_id);
 
 	if (klen) {
 		pg_bloom_add(&st->bloom[st->bloom_cur], key, klen);
 	}
 }
 
-static int dedup_lookup(struct pg_store *st, const char *from, const char *msg_id, int64_t now_ms,
-                        uint64_t *seq, bool *found)
+static int dedup_lookup(struct pg_store *st, const char *from, const char *to, const char *msg_id,
+                        int64_t now_ms, uint64_t *seq, bool *found)
 {
-	char key[PG_IDENT_MAX + 1 + STORE_MSG_ID_MAX];
-	size_t klen = dedup_key(key, sizeof(key), from, msg_id);
+	char key[STORE_DEDUP_KEY_MAX];
+	size_t klen = dedup_key(key, sizeof(key), from, to, msg_id);
 	int64_t since = now_ms - (int64_t)st->cfg.dedup_window_s * 1000;
 	struct store_dedup *d;
 
@@ -297,15 +304,16 @@ static int dedup_lookup(struct pg_store *st, const char *from, const char *msg_i
 		*found = false;
 		return 0;
 	}
-	return store_db_dedup_find(&st->reader, from, msg_id, since, seq, found) == SQLITE_OK ? 0
-	                                                                                      : -1;
+	return store_db_dedup_find(&st->reader, from, to, msg_id, since, seq, found) == SQLITE_OK
+	           ? 0
+	           : -1;
 }
 
-static void dedup_remember(struct pg_store *st, const char *from, const char *msg_id, uint64_t lsn,
-                           uint64_t seq, int64_t now_ms)
+static void dedup_remember(struct pg_store *st, const char *from, const char *to,
+                           const char *msg_id, uint64_t lsn, uint64_t seq, int64_t now_ms)
 {
-	char key[PG_IDENT_MAX + 1 + STORE_MSG_ID_MAX];
-	size_t klen = dedup_key(key, sizeof(key), from, msg_id);
+	char key[STORE_DEDUP_KEY_MAX];
+	size_t klen = dedup_key(key, sizeof(key), from, to, msg_id);
 	struct store_dedup *d = malloc(sizeof(*d) + klen);
 
 	pg_bloom_add(&st->bloom[st->bloom_cur], key, klen);
@@ -413,6 +421,12 @@ int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char
 	}
 	st->cfg = *cfg;
 	st->cfg.db_path = st->db_path;
+	if (st->cfg.backlog_max == 0) {
+		st->cfg.backlog_max = STORE_BACKLOG_DEFAULT;
+	}
+	if (st->cfg.backlog_max_bytes == 0) {
+		st->cfg.backlog_max_bytes = STORE_BACKLOG_BYTES_DEFAULT;
+	}
 	if (store_queue_init(&st->q) != 0) {
 		free(st->db_path);
 		free(st);
@@ -494,40 +508,72 @@ void pg_store_close(struct pg_store *st)
 
 /* ---------- journaling ---------- */
 
+/* Counts a refusal for a full backlog and logs it (one line per STORE_LOG_EVERY_MS). */
+static void store_note_busy(struct pg_store *st)
+{
+	int64_t now = store_now_ms();
+
+	st->busy++;
+	st->busy_unlogged++;
+	if (now - st->busy_logged_ms < STORE_LOG_EVERY_MS) {
+		return;
+	}
+	pthread_mutex_lock(&st->q.mu);
+	fprintf(stderr,
+	        "pigeon store: SQLite is %zu records (%zu bytes) behind, the backlog bound: "
+	        "refusing new stored sends (%llu refused since the last report)\n",
+	        st->q.count, st->q.bytes, (unsigned long long)st->busy_unlogged);
+	pthread_mutex_unlock(&st->q.mu);
+	st->busy_logged_ms = now;
+	st->busy_unlogged = 0;
+}
+
 /*
  * Packs rec (with the next LSN) and appends it to the journal; on success
- * hands it to the store thread and returns the LSN, else 0.
+ * hands it to the store thread and sets *lsn. On failure nothing was
+ * journaled: PG_STORE_BUSY (backlog at its bound; an append gets the bound,
+ * other records its reserve too), PG_STORE_NOMEM or PG_STORE_IO.
  */
-static uint64_t store_journal(struct pg_store *st, Pigeon__Journal__Record *rec)
+static enum pg_store_status store_journal(struct pg_store *st, Pigeon__Journal__Record *rec,
+                                          bool append, uint64_t *lsn)
 {
 	struct store_item *item;
-	uint64_t lsn;
+	enum pg_store_status rc;
 	size_t len;
 
 	rec->lsn = st->next_lsn;
 	len = pigeon__journal__record__get_packed_size(rec);
+	/* Room in the backlog first: a journaled record must reach the store thread. */
+	rc = store_queue_admit(st, len, append);
+	if (rc != PG_STORE_OK) {
+		if (rc == PG_STORE_BUSY) {
+			store_note_busy(st);
+		}
+		return rc;
+	}
 	item = malloc(sizeof(*item) + len);
 	if (item == NULL) {
-		return 0;
+		return PG_STORE_NOMEM;
 	}
 	item->lsn = rec->lsn;
 	item->len = len;
 	pigeon__journal__record__pack(rec, item->data);
 	if (pg_journal_append(st->journal, item->lsn, item->data, len) != 0) {
-		fprintf(stderr, "pigeon store: journal write failed: %s\n", strerror(errno));
+		int64_t now = store_now_ms();
+		if (now - st->journal_logged_ms >= STORE_LOG_EVERY_MS) {
+			fprintf(stderr, "pigeon store: journal write failed: %s (refusing)\n",
+			        strerror(errno));
+			st->journal_logged_ms = now;
+		}
+		st->journal_errors++;
 		free(item);
-		return 0;
+		return PG_STORE_IO;
 	}
 	st->next_lsn++;
-	lsn = item->lsn;
-	/*
-	 * From here the store thread owns item and may have applied and freed
-	 * it before push returns: return the copy (reading item->lsn after the
-	 * push was a use-after-free that gave pending entries a garbage LSN,
-	 * which then blocked pending_trim() for good).
-	 */
+	/* From here the store thread owns item (and may free it before push returns). */
+	*lsn = item->lsn;
 	store_queue_push(st, item);
-	return lsn;
+	return PG_STORE_OK;
 }
 
 static char *nonempty(const char *s)
@@ -536,7 +582,8 @@ static char *nonempty(const char *s)
 }
 
 enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
-                                     void *(*alloc)(size_t), struct pg_store_accepted *out)
+                                     void *(*alloc)(size_t), void (*release)(void *),
+                                     struct pg_store_accepted *out)
 {
 	Pigeon__Envelope env = PIGEON__ENVELOPE__INIT;
 	Pigeon__Journal__Append app = PIGEON__JOURNAL__APPEND__INIT;
@@ -544,7 +591,8 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	struct store_user *u = NULL;
 	struct notify_slot *slot = NULL;
 	struct store_pending *pa = NULL, *pd = NULL;
-	uint64_t ttl_s, lsn, dup_seq;
+	enum pg_store_status rc;
+	uint64_t ttl_s, lsn = 0, dup_seq;
 	bool found;
 
 	memset(out, 0, sizeof(*out));
@@ -571,7 +619,7 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 			return PG_STORE_IO;
 		}
 		if (msg->msg_id && msg->msg_id[0]) {
-			if (dedup_lookup(st, msg->from, msg->msg_id, msg->now_ms, &dup_seq,
+			if (dedup_lookup(st, msg->from, msg->to, msg->msg_id, msg->now_ms, &dup_seq,
 			                 &found) != 0) {
 				return PG_STORE_IO;
 			}
@@ -630,18 +678,16 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	}
 	if (pa == NULL || (app.replaces_seq && pd == NULL) ||
 	    (msg->kind == PIGEON__KIND__NOTIFY && slot == NULL)) {
-		free(pa);
-		free(pd);
-		return PG_STORE_NOMEM; /* an empty new slot left behind is harmless */
+		rc = PG_STORE_NOMEM; /* an empty new slot left behind is harmless */
+		goto fail;
 	}
-	lsn = store_journal(st, &rec);
-	if (lsn == 0) {
-		free(pa);
-		free(pd);
-		return PG_STORE_IO;
+	rc = store_journal(st, &rec, true, &lsn);
+	if (rc != PG_STORE_OK) {
+		goto fail;
 	}
 	/* Durable: now the in-memory state follows. */
 	u->head = env.seq;
+	u->last_lsn = lsn;
 	if (slot != NULL) {
 		slot->seq = env.seq;
 		slot->merged = env.merged;
@@ -655,12 +701,19 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 		pending_link(st, pd);
 	}
 	if (msg->msg_id && msg->msg_id[0]) {
-		dedup_remember(st, msg->from, msg->msg_id, lsn, env.seq, msg->now_ms);
+		dedup_remember(st, msg->from, msg->to, msg->msg_id, lsn, env.seq, msg->now_ms);
 	}
 	st->accepted++;
 	out->seq = env.seq;
 	out->merged = env.merged;
 	return PG_STORE_OK;
+fail:
+	free(pa);
+	free(pd);
+	release(out->envelope);
+	out->envelope = NULL;
+	out->envelope_len = 0;
+	return rc;
 }
 
 enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const char *device,
@@ -670,6 +723,8 @@ enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const ch
 	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
 	struct store_user *u;
 	struct device_cursor *c;
+	enum pg_store_status rc;
+	uint64_t lsn;
 
 	if (!pg_ident_valid_str(uid) || !pg_ident_valid_str(device)) {
 		return PG_STORE_INVALID;
@@ -700,9 +755,11 @@ enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const ch
 	cur.seq = seq;
 	rec.change_case = PIGEON__JOURNAL__RECORD__CHANGE_CURSOR;
 	rec.cursor = &cur;
-	if (store_journal(st, &rec) == 0) {
-		return PG_STORE_IO; /* a new cursor entry at 0 is harmless */
+	rc = store_journal(st, &rec, false, &lsn);
+	if (rc != PG_STORE_OK) {
+		return rc; /* a new cursor entry at 0 is harmless */
 	}
+	u->last_lsn = lsn;
 	c->seq = seq;
 	if (seq > u->max_cursor) {
 		u->max_cursor = seq;
@@ -713,17 +770,26 @@ enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const ch
 
 /* ---------- sync ---------- */
 
-struct sync_item {
-	uint64_t seq;
-	Pigeon__Envelope *env;
-};
-
+/*
+ * A sync merges two seq-ascending streams: the user's SQLite rows (read one
+ * at a time, stopping at the first message that does not fit) and the
+ * user's pending appends (in LSN order, which is seq order). Only messages
+ * that go into the reply are unpacked.
+ */
 struct sync_ctx {
-	struct sync_item *items;
-	size_t n, cap;
-	size_t rows;       /* rows SQLite returned, deleted ones included */
+	const struct store_pending *next; /* next pending entry to consider */
+	uint64_t after;
+	int64_t now_ms;
+	uint32_t limit;
+	size_t max_bytes, bytes;
+	Pigeon__Envelope **msgs; /* limit entries */
+	size_t n;
+	uint64_t last_seq; /* highest seq taken or skipped as a duplicate */
+	size_t rows;       /* rows SQLite returned */
 	uint64_t *deleted; /* seqs of the user's pending deletes, sorted */
 	size_t ndeleted;
+	bool full;       /* a message did not fit: more */
+	bool nomem;      /* an allocation failed */
 	uint64_t oldest; /* sync_oldest_row's result (0: none found) */
 };
 
@@ -766,26 +832,56 @@ static int sync_collect_deletes(struct sync_ctx *c, const struct store_user *u)
 	return 0;
 }
 
-static int sync_add(struct sync_ctx *c, uint64_t seq, const void *env, size_t len)
+/* Bytes an envelope of len bytes takes in a packed SyncReply besides itself (tag, length). */
+static size_t sync_header(size_t len)
 {
+	size_t n = 2;
+
+	while (len >= 128) {
+		len >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Takes one message into the reply unless it is a duplicate, removed, or
+ * does not fit (then c->full, and 1 to stop). 0 to go on.
+ */
+static int sync_take(struct sync_ctx *c, uint64_t seq, const void *env, size_t len)
+{
+	size_t cost = sync_header(len) + len;
 	Pigeon__Envelope *e;
 
-	if (c->n == c->cap) {
-		size_t ncap = c->cap ? c->cap * 2 : 64;
-		struct sync_item *ni = realloc(c->items, ncap * sizeof(*ni));
-		if (ni == NULL) {
-			return -1;
-		}
-		c->items = ni;
-		c->cap = ncap;
+	if (seq <= c->last_seq || sync_deleted(c, seq)) {
+		return 0; /* seen in both streams (the store thread committed meanwhile) */
 	}
+	if (c->n == c->limit || (c->n > 0 && c->bytes + cost > c->max_bytes)) {
+		c->full = true;
+		return 1;
+	}
+	c->last_seq = seq;
 	e = pigeon__envelope__unpack(NULL, len, env);
 	if (e == NULL) {
 		return 0; /* unreadable row: skip rather than fail the whole sync */
 	}
-	c->items[c->n].seq = seq;
-	c->items[c->n].env = e;
-	c->n++;
+	c->msgs[c->n++] = e;
+	c->bytes += cost;
+	return 0;
+}
+
+/* Takes the pending appends with seq below `below`. 1 once the reply is full. */
+static int sync_pending_below(struct sync_ctx *c, uint64_t below)
+{
+	for (; c->next && c->next->seq < below; c->next = c->next->next_user) {
+		const struct store_pending *p = c->next;
+		if (p->is_delete || p->seq <= c->after || p->expires_at_ms <= c->now_ms) {
+			continue;
+		}
+		if (sync_take(c, p->seq, p->env, p->env_len) != 0) {
+			return 1;
+		}
+	}
 	return 0;
 }
 
@@ -794,10 +890,10 @@ static int sync_row(uint64_t seq, const void *env, size_t len, void *ud)
 	struct sync_ctx *c = ud;
 
 	c->rows++;
-	if (sync_deleted(c, seq)) {
-		return 0;
+	if (sync_pending_below(c, seq) != 0) {
+		return 1;
 	}
-	return sync_add(c, seq, env, len);
+	return sync_take(c, seq, env, len);
 }
 
 /* Keeps the first (lowest) seq that no pending delete removed. */
@@ -812,13 +908,6 @@ static int sync_oldest_row(uint64_t seq, const void *env, size_t len, void *ud)
 	}
 	c->oldest = seq;
 	return 1;
-}
-
-static int sync_cmp(const void *a, const void *b)
-{
-	const struct sync_item *x = a, *y = b;
-
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 void pg_store_sync_free(Pigeon__SyncReply *reply)
@@ -840,12 +929,11 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
                                    Pigeon__SyncReply **out)
 {
 	struct sync_ctx c = {0};
-	Pigeon__SyncReply *r;
+	Pigeon__SyncReply *r = NULL;
 	struct store_user *u;
 	const struct store_pending *p;
-	uint64_t oldest = 0, ndeletes, sql_limit;
-	size_t i, kept = 0, bytes = 0;
-	bool sql_full;
+	uint64_t oldest = 0, sql_limit;
+	size_t i;
 
 	*out = NULL;
 	if (!pg_ident_valid_str(uid) || limit == 0) {
@@ -857,67 +945,41 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	}
 	st->syncs++;
 	pending_trim(st);
-	if (sync_collect_deletes(&c, u) != 0) {
+	r = calloc(1, sizeof(*r));
+	c.msgs = calloc(limit, sizeof(*c.msgs));
+	if (r == NULL || c.msgs == NULL || sync_collect_deletes(&c, u) != 0) {
 		goto io;
 	}
-	ndeletes = c.ndeleted;
-	sql_limit = (uint64_t)limit + ndeletes + 1;
+	pigeon__sync_reply__init(r);
+	c.next = u->pending_head;
+	c.after = after_seq;
+	c.now_ms = now_ms;
+	c.limit = limit;
+	c.max_bytes = max_bytes;
+	c.last_seq = after_seq;
+	/* Enough rows for limit messages past the deleted ones, and one to tell "more". */
+	sql_limit = (uint64_t)limit + c.ndeleted + 1;
 	if (store_db_range(&st->reader, uid, after_seq, now_ms, (uint32_t)sql_limit, sync_row,
 	                   &c) != SQLITE_OK) {
 		goto io;
 	}
-	/* Only a full page from SQLite means it may hold more. */
-	sql_full = c.rows >= sql_limit;
-	for (p = u->pending_head; p; p = p->next_user) {
-		if (!p->is_delete && p->seq > after_seq && p->expires_at_ms > now_ms &&
-		    !sync_deleted(&c, p->seq) && sync_add(&c, p->seq, p->env, p->env_len) != 0) {
-			goto io;
-		}
+	if (!c.full && c.rows < sql_limit) {
+		sync_pending_below(&c, UINT64_MAX);
 	}
-	if (c.n > 1) {
-		qsort(c.items, c.n, sizeof(*c.items), sync_cmp);
-	}
-
-	r = calloc(1, sizeof(*r));
-	if (r == NULL) {
-		goto io;
-	}
-	pigeon__sync_reply__init(r);
-	r->messages = calloc(c.n ? c.n : 1, sizeof(*r->messages));
-	if (r->messages == NULL) {
-		free(r);
-		goto io;
-	}
-	for (i = 0; i < c.n; i++) {
-		if (kept > 0 && c.items[i].seq == r->messages[kept - 1]->seq) {
-			pigeon__envelope__free_unpacked(c.items[i].env,
-			                                NULL); /* seen twice (race) */
-			continue;
-		}
-		if (kept == limit || (kept > 0 && bytes + c.items[i].env->body.len > max_bytes)) {
-			r->more = true;
-			for (; i < c.n; i++) {
-				pigeon__envelope__free_unpacked(c.items[i].env, NULL);
-			}
-			break;
-		}
-		bytes += c.items[i].env->body.len;
-		r->messages[kept++] = c.items[i].env;
-	}
-	r->n_messages = kept;
-	if (sql_full) {
-		r->more = true;
-	}
-	free(c.items);
+	/* Stopped at a message that did not fit, or SQLite may hold more than it returned. */
+	r->more = c.full || c.rows >= sql_limit;
+	r->messages = c.msgs;
+	r->n_messages = c.n;
+	c.msgs = NULL;
 
 	r->head_seq = u->head;
 	/*
 	 * The lowest seq still stored. A replaced NOTIFY whose delete is still
 	 * pending is in SQLite (and maybe among the pending appends) but is no
 	 * longer stored: skip those, or oldest_seq would point at a hole. Of
-	 * the ndeletes + 1 lowest rows at least one is not deleted.
+	 * the ndeleted + 1 lowest rows at least one is not deleted.
 	 */
-	if (store_db_range(&st->reader, uid, 0, now_ms, (uint32_t)ndeletes + 1, sync_oldest_row,
+	if (store_db_range(&st->reader, uid, 0, now_ms, (uint32_t)c.ndeleted + 1, sync_oldest_row,
 	                   &c) != SQLITE_OK) {
 		c.oldest = 0;
 	}
@@ -934,10 +996,11 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	return PG_STORE_OK;
 io:
 	for (i = 0; i < c.n; i++) {
-		pigeon__envelope__free_unpacked(c.items[i].env, NULL);
+		pigeon__envelope__free_unpacked(c.msgs[i], NULL);
 	}
-	free(c.items);
+	free(c.msgs);
 	free(c.deleted);
+	free(r);
 	return PG_STORE_IO;
 }
 
@@ -1001,6 +1064,7 @@ enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid,
 {
 	Pigeon__Journal__Presence pr = PIGEON__JOURNAL__PRESENCE__INIT;
 	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
+	uint64_t lsn;
 
 	/* Like every other entry point (an invalid uid was journaled and stored). */
 	if (!pg_ident_valid_str(uid)) {
@@ -1010,7 +1074,7 @@ enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid,
 	pr.online = online;
 	rec.change_case = PIGEON__JOURNAL__RECORD__CHANGE_PRESENCE;
 	rec.presence = &pr;
-	return store_journal(st, &rec) ? PG_STORE_OK : PG_STORE_IO;
+	return store_journal(st, &rec, false, &lsn);
 }
 
 void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud), void *ud)
@@ -1019,22 +1083,22 @@ void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, vo
 }
 
 /*
- * Drops idle users' state from memory. Safe only with nothing pending: then
- * SQLite has everything, and a reload rebuilds the same state.
+ * Drops idle users' state from memory. Only users with every record applied
+ * (no pending entry, no cursor move still queued): SQLite has all of theirs,
+ * and a reload rebuilds the same state.
  */
 static void store_evict_idle(struct pg_store *st, int64_t now_ms)
 {
+	uint64_t applied = atomic_load(&st->applied_lsn);
 	struct store_user *u, *tmp;
 
-	/* Acks are not kept as pending entries: sweep only when all is applied. */
-	if (atomic_load(&st->applied_lsn) != st->next_lsn - 1) {
-		return;
-	}
 	HASH_ITER(hh, st->users, u, tmp)
 	{
-		if (u->pending_head == NULL && now_ms - u->used_ms > STORE_USER_IDLE_MS) {
+		if (u->pending_head == NULL && u->last_lsn <= applied &&
+		    now_ms - u->used_ms > STORE_USER_IDLE_MS) {
 			HASH_DEL(st->users, u);
 			store_user_free(u);
+			st->users_cached--;
 		}
 	}
 }
@@ -1062,18 +1126,33 @@ void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *o)
 	o->duplicates = st->duplicates;
 	o->acks = st->acks;
 	o->syncs = st->syncs;
+	o->busy = st->busy;
+	o->users = st->users_cached;
 	o->expired = atomic_load(&st->expired);
 	o->capped = atomic_load(&st->capped);
 	o->apply_errors = atomic_load(&st->apply_errors);
+	o->failing = atomic_load(&st->apply_failing);
 	o->pending = st->next_lsn - 1 - atomic_load(&st->applied_lsn);
+	pthread_mutex_lock(&st->q.mu);
+	o->pending_bytes = st->q.bytes;
+	pthread_mutex_unlock(&st->q.mu);
 }
 
-void pg_store_flush(struct pg_store *st)
+bool pg_store_flush(struct pg_store *st)
 {
+	struct timespec ts;
+	bool done;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += STORE_FLUSH_MAX_MS / 1000;
 	pthread_mutex_lock(&st->q.mu);
-	while (st->q.count > 0) {
-		pthread_cond_wait(&st->q.applied, &st->q.mu);
+	/* Cut a retry pause short: the caller wants it done now. */
+	pthread_cond_signal(&st->q.wake);
+	while (st->q.count > 0 &&
+	       pthread_cond_timedwait(&st->q.applied, &st->q.mu, &ts) != ETIMEDOUT) {
 	}
+	done = st->q.count == 0;
 	pthread_mutex_unlock(&st->q.mu);
 	pending_trim(st);
+	return done;
 }

@@ -14,7 +14,14 @@
  *
  * Thread rules: every function here is for one thread, the broker thread
  * (the store thread is internal). Per-user state (head seq, notify slots,
- * cursors) is kept in memory, loaded from SQLite on first use.
+ * cursors) is kept in memory, loaded from SQLite on first use, released
+ * once the user is idle and everything of theirs is in SQLite.
+ *
+ * Faults: no function here waits for the store thread (pg_store_flush
+ * aside). While SQLite cannot take writes (disk full, locked, read-only),
+ * records wait in the journal and in memory up to the backlog bound;
+ * beyond it new stored sends get PG_STORE_BUSY, and the store catches up by
+ * itself once SQLite works again (docs/store.md).
  */
 #ifndef PIGEON_STORE_H
 #define PIGEON_STORE_H
@@ -32,7 +39,13 @@ struct pg_store_config {
 	bool sync_full;          /* fdatasync every journal append (power-loss safe) */
 	uint64_t ttl_s;          /* default and longest message TTL */
 	uint32_t max_per_user;   /* stored messages kept per user */
-	uint64_t dedup_window_s; /* how long a (sender, msg_id) is remembered */
+	uint64_t dedup_window_s; /* how long a (sender, recipient, msg_id) is remembered */
+	/*
+	 * Backlog bound: records journaled but not yet in SQLite beyond which
+	 * accept answers PG_STORE_BUSY (0: 65536 records, 64 MiB).
+	 */
+	uint32_t backlog_max;
+	size_t backlog_max_bytes;
 };
 
 /*
@@ -51,7 +64,7 @@ struct pg_store_msg {
 	const char *from;
 	const char *to;
 	const char *type;   /* NOTIFY */
-	const char *msg_id; /* dedup key with from */
+	const char *msg_id; /* dedup key with from and to */
 	const char *content_type;
 	const uint8_t *body;
 	size_t body_len;
@@ -64,7 +77,7 @@ struct pg_store_msg {
 struct pg_store_accepted {
 	uint64_t seq;      /* 0 for INSTANT */
 	uint32_t merged;   /* NOTIFY: unacked notifications of the type it replaced */
-	bool duplicate;    /* (from, msg_id) seen in the window: seq is the original's */
+	bool duplicate;    /* (from, to, msg_id) seen in the window: seq is the original's */
 	uint8_t *envelope; /* packed Envelope to deliver (NULL for a duplicate) */
 	size_t envelope_len;
 };
@@ -74,31 +87,39 @@ enum pg_store_status {
 	PG_STORE_INVALID, /* bad argument (kind, identifiers) */
 	PG_STORE_IO,      /* the journal or database failed: nothing was accepted */
 	PG_STORE_NOMEM,
+	PG_STORE_BUSY, /* SQLite is behind by the backlog bound: nothing was accepted */
 };
 
 /*
  * Accepts a message: CHAT and NOTIFY get the recipient's next seq, are
  * journaled (durable on return) and will be stored; a NOTIFY replaces the
  * stored one of its type. INSTANT only gets its envelope. A duplicate
- * (from, msg_id) returns the original seq with duplicate set and changes
+ * (from, to, msg_id) returns the original seq with duplicate set and changes
  * nothing. The envelope is allocated with alloc (so a Mosquitto plugin can
- * hand it to the broker) and owned by the caller.
+ * hand it to the broker) and owned by the caller on PG_STORE_OK; on any
+ * other status it has been freed with release and out->envelope is NULL.
+ * PG_STORE_BUSY: the backlog is full (SQLite failing or far behind); the
+ * send may be retried later.
  */
 enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
-                                     void *(*alloc)(size_t), struct pg_store_accepted *out);
+                                     void *(*alloc)(size_t), void (*release)(void *),
+                                     struct pg_store_accepted *out);
 
 /*
  * Moves uid's device cursor to seq if that is forward (journaled when it
  * moves). *cursor is the cursor afterwards. PG_STORE_INVALID if seq is
- * beyond the user's head.
+ * beyond the user's head; PG_STORE_BUSY if even the backlog's reserve for
+ * acks is full (the cursor did not move).
  */
 enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const char *device,
                                   uint64_t seq, uint64_t *cursor);
 
 /*
  * The stored messages of uid with seq > after_seq, ascending, at most limit
- * and about max_bytes of envelopes (at least one), with head_seq, more and
- * oldest_seq (the lowest seq still stored, head_seq + 1 when none is).
+ * and at most max_bytes of packed envelopes (each counted with its field
+ * header in a SyncReply; at least one message whatever its size), with
+ * head_seq, more and oldest_seq (the lowest seq still stored, head_seq + 1
+ * when none is). Only the messages returned are read and unpacked.
  * *out is freed with pg_store_sync_free.
  */
 enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
@@ -128,14 +149,21 @@ struct pg_store_stats {
 	uint64_t duplicates;
 	uint64_t acks;
 	uint64_t syncs;
-	uint64_t expired;      /* removed by TTL (store thread) */
-	uint64_t capped;       /* removed by the per-user cap (store thread) */
-	uint64_t pending;      /* journaled, not yet in SQLite */
+	uint64_t expired; /* removed by TTL (store thread) */
+	uint64_t capped;  /* removed by the per-user cap (store thread) */
+	uint64_t pending; /* journaled, not yet in SQLite */
+	uint64_t pending_bytes;
 	uint64_t apply_errors; /* SQLite failures of the store thread (retried) */
+	uint64_t busy;         /* records refused: backlog at its bound */
+	uint64_t users;        /* users whose state is in memory */
+	bool failing;          /* the store thread's last SQLite write failed */
 };
 void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *out);
 
-/* Blocks until the store thread has applied everything journaled so far (tests, shutdown). */
-void pg_store_flush(struct pg_store *st);
+/*
+ * Blocks until the store thread has applied everything journaled so far, or
+ * at most 10 s (a failing store). True if everything was applied.
+ */
+bool pg_store_flush(struct pg_store *st);
 
 #endif

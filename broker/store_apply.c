@@ -6,9 +6,17 @@
  * second it also expires messages, prunes the dedup window and removes
  * journal segments that are fully applied.
  *
- * A failed transaction (disk full, I/O error) is rolled back and retried
- * with the same batch after a pause: records are never dropped, and the
- * journal still holds them should the process die meanwhile.
+ * A failed transaction (disk full, database locked or read-only, I/O
+ * error) is rolled back and retried with the same batch after a pause that
+ * doubles up to STORE_RETRY_MAX_MS: records are never dropped, and the
+ * journal still holds them should the process die meanwhile. The broker
+ * thread never waits for this thread: store_queue_admit refuses a record
+ * once the backlog is at its bound (PG_STORE_BUSY), before it is journaled.
+ * On stop, a store that keeps failing is given STORE_STOP_MS; what it could
+ * not apply stays in the journal and is replayed at the next open.
+ *
+ * Logging goes to stderr, at most one line per STORE_LOG_EVERY_MS for
+ * repeated failures, plus one when the store recovers.
  */
 #include "store_internal.h"
 
@@ -24,6 +32,21 @@ static int64_t apply_now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An absolute CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
+static struct timespec apply_deadline(long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
 }
 
 int store_queue_init(struct store_queue *q)
@@ -71,18 +94,37 @@ static int queue_grow(struct store_queue *q)
 	return 0;
 }
 
+enum pg_store_status store_queue_admit(struct pg_store *st, size_t len, bool append)
+{
+	struct store_queue *q = &st->q;
+	size_t max_records = st->cfg.backlog_max;
+	size_t max_bytes = st->cfg.backlog_max_bytes;
+	enum pg_store_status rc = PG_STORE_OK;
+
+	if (!append) {
+		max_records += STORE_BACKLOG_RESERVE;
+		max_bytes += STORE_BACKLOG_RESERVE_BYTES;
+	}
+	pthread_mutex_lock(&q->mu);
+	if (q->count >= max_records || q->bytes + len > max_bytes) {
+		rc = PG_STORE_BUSY;
+	} else if (q->count == q->cap && queue_grow(q) != 0) {
+		rc = PG_STORE_NOMEM;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return rc;
+}
+
 void store_queue_push(struct pg_store *st, struct store_item *item)
 {
 	struct store_queue *q = &st->q;
 	bool wake;
 
 	pthread_mutex_lock(&q->mu);
-	/* Backpressure: the broker waits rather than grow memory without bound. */
-	while (q->count >= STORE_QUEUE_MAX || (q->count == q->cap && queue_grow(q) != 0)) {
-		pthread_cond_wait(&q->applied, &q->mu);
-	}
+	/* store_queue_admit made room, and only this thread adds items. */
 	q->items[(q->head + q->count) % q->cap] = item;
 	q->count++;
+	q->bytes += item->len;
 	wake = q->idle;
 	pthread_mutex_unlock(&q->mu);
 	if (wake) {
@@ -117,7 +159,10 @@ int store_apply_finish(struct pg_store *st, struct store_batch *batch)
 	return rc;
 }
 
-/* One transaction over items[0..n). Returns the SQLite result. */
+/*
+ * One transaction over items[0..n). Returns the SQLite result; on failure
+ * the transaction is rolled back and st->apply_errmsg says why.
+ */
 static int apply_batch(struct pg_store *st, struct store_item **items, size_t n)
 {
 	struct store_batch batch = {0};
@@ -141,6 +186,8 @@ static int apply_batch(struct pg_store *st, struct store_item **items, size_t n)
 		rc = store_db_exec_simple(&st->writer, SQL_COMMIT);
 	}
 	if (rc != SQLITE_OK) {
+		snprintf(st->apply_errmsg, sizeof(st->apply_errmsg), "%s",
+		         store_db_errmsg(&st->writer));
 		store_db_exec_simple(&st->writer, SQL_ROLLBACK);
 		return rc;
 	}
@@ -168,17 +215,31 @@ static void apply_housekeeping(struct pg_store *st)
 	pg_journal_trim(st->db_path, atomic_load(&st->applied_lsn));
 }
 
+/* Logs a failed batch: the first of a run at once, then one line per STORE_LOG_EVERY_MS. */
+static void apply_log_failure(struct pg_store *st, size_t n, uint64_t failures, int64_t *logged_ms)
+{
+	int64_t now = apply_now_ms();
+
+	if (failures > 1 && now - *logged_ms < STORE_LOG_EVERY_MS) {
+		return;
+	}
+	*logged_ms = now;
+	fprintf(stderr,
+	        "pigeon store: applying %zu journaled records to SQLite failed: %s (%llu failed "
+	        "attempts so far; retrying; they are safe in the journal)\n",
+	        n, st->apply_errmsg, (unsigned long long)failures);
+}
+
 static void *store_thread_main(void *arg)
 {
 	struct pg_store *st = arg;
 	struct store_queue *q = &st->q;
-	struct store_item **batch = calloc(STORE_BATCH_MAX, sizeof(*batch));
-	int64_t last_house = apply_now_ms();
-	size_t n, i;
+	struct store_item **batch = st->apply_items;
+	int64_t last_house = apply_now_ms(), stop_ms = 0, logged_ms = 0;
+	uint64_t failures = 0;
+	long retry_ms = STORE_RETRY_MIN_MS;
+	size_t n, i, bytes;
 
-	if (batch == NULL) {
-		return NULL;
-	}
 	for (;;) {
 		pthread_mutex_lock(&q->mu);
 		/*
@@ -188,19 +249,11 @@ static void *store_thread_main(void *arg)
 		 * sleeps "idle", and the broker signals it then.
 		 */
 		if (q->count < STORE_BATCH_MAX && !q->stop) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += STORE_NAP_MS * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			struct timespec ts = apply_deadline(STORE_NAP_MS);
 			pthread_cond_timedwait(&q->wake, &q->mu, &ts);
 		}
 		while (q->count == 0 && !q->stop) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1;
+			struct timespec ts = apply_deadline(1000);
 			q->idle = true;
 			pthread_cond_timedwait(&q->wake, &q->mu, &ts);
 			q->idle = false;
@@ -208,8 +261,20 @@ static void *store_thread_main(void *arg)
 				break;
 			}
 		}
-		if (q->count == 0 && q->stop) {
+		if (q->stop && stop_ms == 0) {
+			stop_ms = apply_now_ms();
+		}
+		if (q->stop && (q->count == 0 ||
+		                (failures > 0 && apply_now_ms() - stop_ms >= STORE_STOP_MS))) {
+			n = q->count;
 			pthread_mutex_unlock(&q->mu);
+			if (n > 0) {
+				fprintf(
+				    stderr,
+				    "pigeon store: stopping with %zu records not yet in SQLite; "
+				    "they stay in the journal and are applied at the next start\n",
+				    n);
+			}
 			break;
 		}
 		/* Look at (not take) the oldest items: they leave the queue once committed. */
@@ -221,18 +286,36 @@ static void *store_thread_main(void *arg)
 
 		if (n > 0) {
 			if (apply_batch(st, batch, n) != SQLITE_OK) {
-				struct timespec pause = {0, 100 * 1000 * 1000};
+				struct timespec ts = apply_deadline(retry_ms);
+				failures++;
 				atomic_fetch_add(&st->apply_errors, 1);
-				fprintf(
-				    stderr,
-				    "pigeon store: applying %zu records failed: %s (retrying)\n", n,
-				    store_db_errmsg(&st->writer));
-				nanosleep(&pause, NULL);
+				atomic_store(&st->apply_failing, true);
+				apply_log_failure(st, n, failures, &logged_ms);
+				pthread_mutex_lock(&q->mu);
+				if (!q->stop) {
+					pthread_cond_timedwait(&q->wake, &q->mu, &ts);
+				}
+				pthread_mutex_unlock(&q->mu);
+				retry_ms = retry_ms * 2 > STORE_RETRY_MAX_MS ? STORE_RETRY_MAX_MS
+				                                             : retry_ms * 2;
 				continue;
+			}
+			if (failures > 0) {
+				fprintf(stderr,
+				        "pigeon store: SQLite writes work again after %llu failed "
+				        "attempts; catching up\n",
+				        (unsigned long long)failures);
+				failures = 0;
+				retry_ms = STORE_RETRY_MIN_MS;
+				atomic_store(&st->apply_failing, false);
+			}
+			for (i = 0, bytes = 0; i < n; i++) {
+				bytes += batch[i]->len;
 			}
 			pthread_mutex_lock(&q->mu);
 			q->head = (q->head + n) % q->cap;
 			q->count -= n;
+			q->bytes -= bytes;
 			pthread_cond_broadcast(&q->applied);
 			pthread_mutex_unlock(&q->mu);
 			for (i = 0; i < n; i++) {
@@ -244,13 +327,19 @@ static void *store_thread_main(void *arg)
 			last_house = apply_now_ms();
 		}
 	}
-	free(batch);
 	return NULL;
 }
 
 int store_thread_start(struct pg_store *st)
 {
+	st->apply_items = calloc(STORE_BATCH_MAX, sizeof(*st->apply_items));
+	if (st->apply_items == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
 	if (pthread_create(&st->thread, NULL, store_thread_main, st) != 0) {
+		free(st->apply_items);
+		st->apply_items = NULL;
 		return -1;
 	}
 	st->thread_started = true;
@@ -259,13 +348,14 @@ int store_thread_start(struct pg_store *st)
 
 void store_thread_stop(struct pg_store *st)
 {
-	if (!st->thread_started) {
-		return;
+	if (st->thread_started) {
+		pthread_mutex_lock(&st->q.mu);
+		st->q.stop = true;
+		pthread_mutex_unlock(&st->q.mu);
+		pthread_cond_signal(&st->q.wake);
+		pthread_join(st->thread, NULL);
+		st->thread_started = false;
 	}
-	pthread_mutex_lock(&st->q.mu);
-	st->q.stop = true;
-	pthread_mutex_unlock(&st->q.mu);
-	pthread_cond_signal(&st->q.wake);
-	pthread_join(st->thread, NULL);
-	st->thread_started = false;
+	free(st->apply_items);
+	st->apply_items = NULL;
 }

@@ -3,21 +3,28 @@
  * per connection and reused (reset after each use).
  *
  * Tables:
- *   users(uid, head_seq, stored)         head survives restarts; stored counts rows
+ *   users(uid, head_seq, stored)         head survives restarts; stored counts rows,
+ *                                        kept by triggers on messages, so every
+ *                                        statement that adds or removes a row
+ *                                        also counts it (schema 2)
  *   messages(uid, seq, kind, type, ...)  one row per stored message; the packed
  *                                        Envelope is kept as sent, so sync
  *                                        returns exactly what was delivered
  *   cursors(uid, device, seq)            acknowledged position per device
- *   dedup(sender, msg_id, seq, ...)      the dedup window
+ *   dedup(sender, recipient, msg_id, ..) the dedup window (schema 2: per recipient)
  *   presence(uid)                        users shown online (reset at start)
  *   meta(key, value)                     applied_lsn: journal records applied
  * "messages of uid after seq N" is a range scan of messages_by_user.
  */
 #include "store_db.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <uthash.h>
 
@@ -42,16 +49,40 @@ static const char *const schema_v1[] = {
     NULL,
 };
 
+/*
+ * Schema 2: dedup keyed by (sender, recipient, msg_id) (DESIGN §6), and
+ * users.stored maintained by triggers in the statement that inserts or
+ * deletes a message, recounted once here.
+ */
+static const char *const schema_v2[] = {
+    "CREATE TABLE dedup_v2(sender TEXT NOT NULL, recipient TEXT NOT NULL, msg_id TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY(sender, recipient, msg_id))"
+    " WITHOUT ROWID",
+    "INSERT OR IGNORE INTO dedup_v2(sender, recipient, msg_id, seq, created_ms)"
+    " SELECT sender, recipient, msg_id, seq, created_ms FROM dedup",
+    "DROP TABLE dedup",
+    "ALTER TABLE dedup_v2 RENAME TO dedup",
+    "CREATE INDEX dedup_by_age ON dedup(created_ms)",
+    "UPDATE users SET stored = (SELECT count(*) FROM messages WHERE messages.uid = users.uid)",
+    "INSERT OR IGNORE INTO users(uid, head_seq, stored)"
+    " SELECT uid, max(seq), count(*) FROM messages GROUP BY uid",
+    "CREATE TRIGGER messages_count_in AFTER INSERT ON messages BEGIN"
+    " INSERT INTO users(uid, head_seq, stored) VALUES(NEW.uid, NEW.seq, 1)"
+    " ON CONFLICT(uid) DO UPDATE SET stored = stored + 1; END",
+    "CREATE TRIGGER messages_count_out AFTER DELETE ON messages BEGIN"
+    " UPDATE users SET stored = stored - 1 WHERE uid = OLD.uid; END",
+    NULL,
+};
+
 /* migrations[v] brings a database at user_version v to v + 1. */
-static const char *const *const migrations[STORE_SCHEMA_VERSION] = {schema_v1};
+static const char *const *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2};
 
 static const char *const sql_text[SQL_NSTMTS] = {
     [SQL_GET_APPLIED] = "SELECT value FROM meta WHERE key = 'applied_lsn'",
     [SQL_SET_APPLIED] = "UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'",
     [SQL_USER_UPSERT_HEAD] = "INSERT INTO users(uid, head_seq, stored) VALUES(?1, ?2, 0)"
                              " ON CONFLICT(uid) DO UPDATE SET head_seq = max(head_seq, ?2)",
-    [SQL_USER_ADD_STORED] = "UPDATE users SET stored = stored + ?2 WHERE uid = ?1"
-                            " RETURNING stored",
+    [SQL_USER_STORED] = "SELECT stored FROM users WHERE uid = ?1",
     [SQL_USER_GET] = "SELECT head_seq FROM users WHERE uid = ?1",
     [SQL_MSG_INSERT] = "INSERT OR IGNORE INTO messages(uid, seq, kind, type, merged,"
                        " expires_at_ms, envelope, push_title, push_body)"
@@ -60,7 +91,7 @@ static const char *const sql_text[SQL_NSTMTS] = {
     [SQL_MSG_CAP] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
                     " WHERE uid = ?1 ORDER BY seq LIMIT ?2)",
     [SQL_MSG_EXPIRE] = "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
-                       " WHERE expires_at_ms <= ?1 LIMIT ?2) RETURNING uid",
+                       " WHERE expires_at_ms <= ?1 LIMIT ?2)",
     [SQL_MSG_RANGE] = "SELECT seq, envelope FROM messages WHERE uid = ?1 AND seq > ?2"
                       " AND expires_at_ms > ?3 ORDER BY seq LIMIT ?4",
     [SQL_MSG_COUNT_ABOVE] = "SELECT count(*) FROM messages WHERE uid = ?1 AND seq > ?2"
@@ -72,10 +103,10 @@ static const char *const sql_text[SQL_NSTMTS] = {
     [SQL_CURSOR_LOAD] = "SELECT device, seq FROM cursors WHERE uid = ?1",
     [SQL_DEDUP_INSERT] = "INSERT OR IGNORE INTO dedup(sender, msg_id, seq, recipient,"
                          " created_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
-    [SQL_DEDUP_FIND] = "SELECT seq FROM dedup WHERE sender = ?1 AND msg_id = ?2"
-                       " AND created_ms >= ?3",
+    [SQL_DEDUP_FIND] = "SELECT seq FROM dedup WHERE sender = ?1 AND recipient = ?2"
+                       " AND msg_id = ?3 AND created_ms >= ?4",
     [SQL_DEDUP_PRUNE] = "DELETE FROM dedup WHERE created_ms < ?1",
-    [SQL_DEDUP_KEYS] = "SELECT sender, msg_id FROM dedup WHERE created_ms >= ?1",
+    [SQL_DEDUP_KEYS] = "SELECT sender, recipient, msg_id FROM dedup WHERE created_ms >= ?1",
     [SQL_PRESENCE_ON] = "INSERT OR IGNORE INTO presence(uid) VALUES(?1)",
     [SQL_PRESENCE_OFF] = "DELETE FROM presence WHERE uid = ?1",
     [SQL_PRESENCE_ALL] = "SELECT uid FROM presence",
@@ -131,6 +162,94 @@ fail:
 	return -1;
 }
 
+/*
+ * Creates every missing directory above path with mode 0700 (whatever the
+ * umask). 0, or -1 with errno set; directories made before a failure stay.
+ */
+static int store_db_mkdirs(const char *path)
+{
+	char dir[4096];
+	char *p;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	p = strrchr(dir, '/');
+	if (p == NULL || p == dir) {
+		return 0;
+	}
+	*p = '\0';
+	for (p = dir + 1;; p++) {
+		bool last = *p == '\0';
+		if (*p != '/' && !last) {
+			continue;
+		}
+		*p = '\0';
+		if (mkdir(dir, 0700) == 0) {
+			if (chmod(dir, 0700) != 0) {
+				return -1;
+			}
+		} else if (errno != EEXIST) {
+			return -1;
+		}
+		if (last) {
+			return 0;
+		}
+		*p = '/';
+	}
+}
+
+/* Takes group and other access away from path if it exists. 0, or -1 with errno set. */
+static int store_db_private(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) != 0) {
+		return errno == ENOENT ? 0 : -1;
+	}
+	if ((sb.st_mode & 077) == 0) {
+		return 0;
+	}
+	return chmod(path, sb.st_mode & 0700);
+}
+
+/*
+ * The database file exists with mode 0600 before SQLite opens it (SQLite
+ * gives -wal and -shm the database file's mode), with its directories
+ * created 0700 if missing. 0, or -1 with err set.
+ */
+static int store_db_create_file(const char *path, char *err, size_t errlen)
+{
+	int fd;
+
+	if (store_db_mkdirs(path) != 0) {
+		snprintf(err, errlen, "cannot create the directory of %s: %s", path,
+		         strerror(errno));
+		return -1;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	if (store_db_private(path) != 0) {
+		snprintf(err, errlen, "cannot make %s private: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Makes <path><suffix> private (the WAL files SQLite made). */
+static void store_db_private_aux(const char *path, const char *suffix)
+{
+	char aux[4200];
+
+	snprintf(aux, sizeof(aux), "%s%s", path, suffix);
+	store_db_private(aux);
+}
+
 int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_full, char *err,
                   size_t errlen)
 {
@@ -139,12 +258,19 @@ int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_f
 	int i;
 
 	memset(d, 0, sizeof(*d));
+	if (writer && store_db_create_file(path, err, errlen) != 0) {
+		return -1;
+	}
 	if (sqlite3_open_v2(path, &d->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open %s: %s", path, store_db_errmsg(d));
 		store_db_close(d);
 		return -1;
 	}
-	sqlite3_busy_timeout(d->db, 5000);
+	/*
+	 * Short lock waits: the writer retries a failed batch itself (and must
+	 * stop in bounded time), and the reader runs on the broker thread.
+	 */
+	sqlite3_busy_timeout(d->db, writer ? STORE_DB_WRITER_BUSY_MS : STORE_DB_READER_BUSY_MS);
 	if (writer) {
 		char pragmas[160];
 		snprintf(
@@ -159,6 +285,8 @@ int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_f
 			store_db_close(d);
 			return -1;
 		}
+		store_db_private_aux(path, "-wal");
+		store_db_private_aux(path, "-shm");
 	} else {
 		sqlite3_exec(d->db, "PRAGMA cache_size=-16384", NULL, NULL, NULL);
 	}
@@ -228,26 +356,8 @@ int store_db_set_applied(struct store_db *d, uint64_t lsn)
 	return store_db_run(st);
 }
 
-/* Adds delta to uid's stored count; returns the new count through *stored. */
-static int store_db_add_stored(struct store_db *d, const char *uid, int64_t delta, int64_t *stored)
-{
-	sqlite3_stmt *st = d->stmt[SQL_USER_ADD_STORED];
-	int rc;
-
-	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, delta);
-	rc = sqlite3_step(st);
-	if (stored) {
-		*stored = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
 struct store_batch_user {
 	uint64_t head;
-	int64_t delta; /* rows added minus rows removed */
 	UT_hash_handle hh;
 	char uid[]; /* key */
 };
@@ -296,7 +406,6 @@ static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Appe
 		if ((rc = store_db_run(st)) != SQLITE_OK) {
 			return rc;
 		}
-		bu->delta -= sqlite3_changes(d->db);
 	}
 	len = pigeon__envelope__get_packed_size(e);
 	if (len > sizeof(stackbuf) && (packed = sqlite3_malloc64(len)) == NULL) {
@@ -320,8 +429,6 @@ static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Appe
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
-	/* A replayed record that was already applied inserts nothing. */
-	bu->delta += sqlite3_changes(d->db);
 	if (e->msg_id != NULL && e->msg_id[0] != '\0') {
 		st = d->stmt[SQL_DEDUP_INSERT];
 		sqlite3_bind_text(st, 1, e->from, -1, SQLITE_STATIC);
@@ -359,6 +466,20 @@ int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
 	}
 }
 
+/* users.stored of uid (0 if unknown). */
+static int store_db_stored(struct store_db *d, const char *uid, int64_t *stored)
+{
+	sqlite3_stmt *st = d->stmt[SQL_USER_STORED];
+	int rc;
+
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*stored = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static int store_db_finish_user(struct store_db *d, const struct store_batch_user *bu,
                                 uint32_t max_per_user, uint64_t *capped)
 {
@@ -369,20 +490,17 @@ static int store_db_finish_user(struct store_db *d, const struct store_batch_use
 	sqlite3_bind_text(st, 1, bu->uid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)bu->head);
 	if ((rc = store_db_run(st)) != SQLITE_OK ||
-	    (rc = store_db_add_stored(d, bu->uid, bu->delta, &stored)) != SQLITE_OK) {
+	    (rc = store_db_stored(d, bu->uid, &stored)) != SQLITE_OK) {
 		return rc;
 	}
 	if (max_per_user > 0 && stored > (int64_t)max_per_user) {
-		int64_t over = stored - (int64_t)max_per_user;
 		st = d->stmt[SQL_MSG_CAP];
 		sqlite3_bind_text(st, 1, bu->uid, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, over);
+		sqlite3_bind_int64(st, 2, stored - (int64_t)max_per_user);
 		if ((rc = store_db_run(st)) != SQLITE_OK) {
 			return rc;
 		}
-		over = sqlite3_changes(d->db);
-		*capped += (uint64_t)over;
-		return store_db_add_stored(d, bu->uid, -over, NULL);
+		*capped += (uint64_t)sqlite3_changes(d->db);
 	}
 	return SQLITE_OK;
 }
@@ -406,40 +524,16 @@ int store_db_batch_finish(struct store_db *d, struct store_batch *batch, uint32_
 int store_db_expire(struct store_db *d, int64_t now_ms, int batch, uint64_t *n)
 {
 	sqlite3_stmt *st = d->stmt[SQL_MSG_EXPIRE];
-	char uids[256][65];
-	int counts[256];
-	int nuids = 0, rc, i;
+	int rc;
 
 	*n = 0;
 	sqlite3_bind_int64(st, 1, now_ms);
 	sqlite3_bind_int(st, 2, batch);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *uid = (const char *)sqlite3_column_text(st, 0);
-		(*n)++;
-		for (i = 0; i < nuids; i++) {
-			if (strcmp(uids[i], uid) == 0) {
-				break;
-			}
-		}
-		if (i == nuids && nuids < 256) {
-			snprintf(uids[nuids], sizeof(uids[0]), "%s", uid);
-			counts[nuids++] = 0;
-		}
-		if (i < nuids) {
-			counts[i]++;
-		}
+	rc = store_db_run(st);
+	if (rc == SQLITE_OK) {
+		*n = (uint64_t)sqlite3_changes(d->db);
 	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE) {
-		return rc;
-	}
-	for (i = 0; i < nuids; i++) {
-		if ((rc = store_db_add_stored(d, uids[i], -counts[i], NULL)) != SQLITE_OK) {
-			return rc;
-		}
-	}
-	return SQLITE_OK;
+	return rc;
 }
 
 int store_db_prune_dedup(struct store_db *d, int64_t before_ms)
@@ -547,15 +641,16 @@ int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int6
 	return store_db_scalar(d->stmt[SQL_MSG_COUNT_ABOVE], uid, (int64_t)seq, now_ms, 3, n);
 }
 
-int store_db_dedup_find(struct store_db *d, const char *sender, const char *msg_id,
-                        int64_t since_ms, uint64_t *seq, bool *found)
+int store_db_dedup_find(struct store_db *d, const char *sender, const char *recipient,
+                        const char *msg_id, int64_t since_ms, uint64_t *seq, bool *found)
 {
 	sqlite3_stmt *st = d->stmt[SQL_DEDUP_FIND];
 	int rc;
 
 	sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, msg_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, since_ms);
+	sqlite3_bind_text(st, 2, recipient, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, msg_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, since_ms);
 	rc = sqlite3_step(st);
 	*found = rc == SQLITE_ROW;
 	*seq = *found ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
@@ -577,7 +672,9 @@ int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *
 }
 
 int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
-                        void (*fn)(const char *sender, const char *msg_id, void *ud), void *ud)
+                        void (*fn)(const char *sender, const char *recipient, const char *msg_id,
+                                   void *ud),
+                        void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_DEDUP_KEYS];
 	int rc;
@@ -585,9 +682,10 @@ int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
 	sqlite3_bind_int64(st, 1, since_ms);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *sender = (const char *)sqlite3_column_text(st, 0);
-		const char *msg_id = (const char *)sqlite3_column_text(st, 1);
-		if (sender && msg_id) {
-			fn(sender, msg_id, ud);
+		const char *recipient = (const char *)sqlite3_column_text(st, 1);
+		const char *msg_id = (const char *)sqlite3_column_text(st, 2);
+		if (sender && recipient && msg_id) {
+			fn(sender, recipient, msg_id, ud);
 		}
 	}
 	sqlite3_reset(st);

@@ -14,13 +14,16 @@
 
 #include "journal.pb-c.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
+/* SQLite lock waits: the store thread's (it retries itself), the broker thread's. */
+#define STORE_DB_WRITER_BUSY_MS 1000
+#define STORE_DB_READER_BUSY_MS 200
 
 enum store_stmt {
 	SQL_GET_APPLIED,
 	SQL_SET_APPLIED,
 	SQL_USER_UPSERT_HEAD,
-	SQL_USER_ADD_STORED,
+	SQL_USER_STORED,
 	SQL_USER_GET,
 	SQL_MSG_INSERT,
 	SQL_MSG_DELETE,
@@ -50,8 +53,10 @@ struct store_db {
 };
 
 /*
- * Opens path. The writer creates and migrates the schema and sets WAL and
- * synchronous (FULL if sync_full, else NORMAL); a reader expects both done.
+ * Opens path. The writer creates the file (0600, missing directories 0700,
+ * group and other access taken from existing files and their -wal/-shm),
+ * migrates the schema and sets WAL and synchronous (FULL if sync_full, else
+ * NORMAL); a reader expects all that done.
  */
 int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_full, char *err,
                   size_t errlen);
@@ -64,8 +69,9 @@ int store_db_get_applied(struct store_db *d, uint64_t *lsn);
 int store_db_set_applied(struct store_db *d, uint64_t lsn);
 
 /*
- * What one transaction changes per user, so users.head_seq and users.stored
- * are written once per user per batch, not once per message.
+ * What one transaction changes per user, so users.head_seq is written and
+ * the cap checked once per user per batch, not once per message
+ * (users.stored follows every row by trigger).
  */
 struct store_batch_user;
 struct store_batch {
@@ -109,12 +115,17 @@ int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t 
 /* Number of stored, unexpired messages of uid above seq. */
 int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
                          uint64_t *n);
-/* The seq under (sender, msg_id) created at or after since_ms; *found false if none. */
-int store_db_dedup_find(struct store_db *d, const char *sender, const char *msg_id,
-                        int64_t since_ms, uint64_t *seq, bool *found);
+/*
+ * The seq under (sender, recipient, msg_id) created at or after since_ms;
+ * *found false if none.
+ */
+int store_db_dedup_find(struct store_db *d, const char *sender, const char *recipient,
+                        const char *msg_id, int64_t since_ms, uint64_t *seq, bool *found);
 /* Calls fn for every dedup entry created at or after since_ms. */
 int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
-                        void (*fn)(const char *sender, const char *msg_id, void *ud), void *ud);
+                        void (*fn)(const char *sender, const char *recipient, const char *msg_id,
+                                   void *ud),
+                        void *ud);
 int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *ud), void *ud);
 
 #endif

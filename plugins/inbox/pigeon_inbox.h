@@ -42,6 +42,7 @@ enum inbox_refusal {
 	REFUSED_NOT_AUTHORIZED,
 	REFUSED_STORE_ERROR,
 	REFUSED_BAD_REQUEST,
+	REFUSED_STORE_BUSY, /* the store's backlog is at its bound */
 	REFUSED_COUNT
 };
 

@@ -37,6 +37,7 @@ static const char *const refusal_names[REFUSED_COUNT] = {
     [REFUSED_BODY_TOO_LARGE] = "body_too_large", [REFUSED_RATE_LIMITED] = "rate_limited",
     [REFUSED_BAD_PROPERTY] = "bad_property",     [REFUSED_NOT_AUTHORIZED] = "not_authorized",
     [REFUSED_STORE_ERROR] = "store_error",       [REFUSED_BAD_REQUEST] = "bad_request",
+    [REFUSED_STORE_BUSY] = "store_busy",
 };
 
 const char *inbox_refusal_name(enum inbox_refusal r)
@@ -150,11 +151,16 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 		*why = "send rate limit reached";
 		return PG_REPLY_RATE_LIMITED;
 	}
-	rc = pg_store_accept(ip->store, msg, mosquitto_malloc, acc);
+	rc = pg_store_accept(ip->store, msg, mosquitto_malloc, mosquitto_free, acc);
 	if (rc == PG_STORE_INVALID) {
 		ip->counters.refused[REFUSED_BAD_REQUEST]++;
 		*why = "invalid recipient, type or msg-id";
 		return PG_REPLY_BAD_REQUEST;
+	}
+	if (rc == PG_STORE_BUSY) {
+		ip->counters.refused[REFUSED_STORE_BUSY]++;
+		*why = "the store is behind (database not taking writes); retry later";
+		return PG_REPLY_STORE_ERROR;
 	}
 	if (rc != PG_STORE_OK) {
 		ip->counters.refused[REFUSED_STORE_ERROR]++;

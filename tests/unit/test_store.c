@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,6 +32,7 @@
 #include <sqlite3.h>
 
 #include "check.h"
+#include "protocol.h"
 #include "store.h"
 
 static int64_t now_ms(void)
@@ -170,7 +173,7 @@ static struct sent send_full(struct pg_store *st, const struct pg_store_msg *m)
 
 	memset(&s, 0, sizeof(s));
 	memset(&a, 0x55, sizeof(a)); /* accept must set every field */
-	s.rc = pg_store_accept(st, m, malloc, &a);
+	s.rc = pg_store_accept(st, m, malloc, free, &a);
 	s.seq = a.seq;
 	s.merged = a.merged;
 	s.duplicate = a.duplicate;
@@ -355,6 +358,7 @@ static void check_range(const Pigeon__SyncReply *r, uint64_t first, uint64_t las
 static void sync_paging_checks(struct pg_store *st)
 {
 	Pigeon__SyncReply *r;
+	size_t one;
 
 	r = sync_of(st, "bob", 0, 4, 1 << 20);
 	check_range(r, 1, 4);
@@ -387,8 +391,11 @@ static void sync_paging_checks(struct pg_store *st)
 	CHECK_EQ(r->oldest_seq, 1);
 	pg_store_sync_free(r);
 
-	/* max_bytes counts bodies ("m1".."m9": 2 bytes each): 5 bytes -> 2 of them. */
-	r = sync_of(st, "bob", 0, 100, 5);
+	/* max_bytes counts whole envelopes as a SyncReply carries them: room for 2.5 -> 2. */
+	r = sync_of(st, "bob", 0, 1, 1 << 20);
+	one = pigeon__envelope__get_packed_size(r->messages[0]) + 2;
+	pg_store_sync_free(r);
+	r = sync_of(st, "bob", 0, 100, 2 * one + one / 2);
 	check_range(r, 1, 2);
 	CHECK(r->more);
 	pg_store_sync_free(r);
@@ -1222,7 +1229,7 @@ static void crash_child(const struct fx *fin, int wfd, int first, int count, int
 		snprintf(body, sizeof(body), "body-%d", i);
 		snprintf(id, sizeof(id), "id-%d", i);
 		m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, id, body, now_ms());
-		if (pg_store_accept(f.st, &m, malloc, &a) != PG_STORE_OK || a.duplicate) {
+		if (pg_store_accept(f.st, &m, malloc, free, &a) != PG_STORE_OK || a.duplicate) {
 			_exit(5);
 		}
 		free(a.envelope);
@@ -1233,7 +1240,7 @@ static void crash_child(const struct fx *fin, int wfd, int first, int count, int
 		struct pg_store_msg m;
 		snprintf(body, sizeof(body), "n-%d", i);
 		m = msg_of(PIGEON__KIND__NOTIFY, "svc", "carol", "like", NULL, body, now_ms());
-		if (pg_store_accept(f.st, &m, malloc, &a) != PG_STORE_OK) {
+		if (pg_store_accept(f.st, &m, malloc, free, &a) != PG_STORE_OK) {
 			_exit(6);
 		}
 		free(a.envelope);
@@ -1530,6 +1537,615 @@ static void test_clean_restart(void)
 	fx_done(&f);
 }
 
+/* ---------- faults and bounds ---------- */
+
+/* Waits (at most timeout_ms) until the store's expired counter reaches n. */
+static bool wait_expired(struct pg_store *st, uint64_t n, int timeout_ms)
+{
+	struct pg_store_stats s;
+	int waited;
+
+	for (waited = 0; waited < timeout_ms; waited += 20) {
+		pg_store_get_stats(st, &s);
+		if (s.expired >= n) {
+			return true;
+		}
+		usleep(20 * 1000);
+	}
+	return false;
+}
+
+/* Users whose users.stored differs from the rows they have (0 when no count drifted). */
+static int drifted_users(const struct fx *f)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *q = NULL;
+	int n = -1;
+
+	CHECK_EQ(sqlite3_open_v2(f->db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CHECK_EQ(sqlite3_prepare_v2(h,
+	                            "SELECT count(*) FROM users WHERE stored != (SELECT count(*)"
+	                            " FROM messages WHERE messages.uid = users.uid)",
+	                            -1, &q, NULL),
+	         SQLITE_OK);
+	if (q != NULL && sqlite3_step(q) == SQLITE_ROW) {
+		n = sqlite3_column_int(q, 0);
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(h);
+	return n;
+}
+
+#define MANY_USERS 1000
+
+/*
+ * One expiry pass removing messages of 1000 users (more than any per-pass
+ * bookkeeping of the old code) leaves every user's stored count exact, so
+ * the cap then removes only what is really over it: no acknowledged
+ * message is dropped early, before or after a restart.
+ */
+static void test_expiry_of_many_users_keeps_the_cap_exact(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct pg_store_stats stats;
+	struct sent s;
+	char uid[32], body[32];
+	int i, k, round;
+
+	fx_init(&f, 3);
+	st = fx_open(&f);
+	for (i = 0; i < MANY_USERS; i++) {
+		snprintf(uid, sizeof(uid), "u%d", i);
+		m = msg_of(PIGEON__KIND__CHAT, "svc", uid, NULL, NULL, "old", now_ms() - 10000);
+		m.ttl_s = 1;
+		s = send_full(st, &m);
+		CHECK_EQ(s.rc, PG_STORE_OK);
+		sent_free(&s);
+	}
+	pg_store_flush(st);
+	CHECK(wait_expired(st, MANY_USERS, 5000));
+	CHECK_EQ(drifted_users(&f), 0);
+	for (round = 0; round < 2; round++) {
+		/* Up to the cap (3) after the expired one: all kept; then one over: one capped. */
+		for (i = 0; i < MANY_USERS; i++) {
+			snprintf(uid, sizeof(uid), "u%d", i);
+			for (k = 0; k < (round == 0 ? 3 : 1); k++) {
+				snprintf(body, sizeof(body), "m%d", round == 0 ? 2 + k : 5);
+				CHECK_EQ(chat(st, "svc", uid, NULL, body),
+				         (uint64_t)(round == 0 ? 2 + k : 5));
+			}
+		}
+		pg_store_flush(st);
+		CHECK_EQ(drifted_users(&f), 0);
+		for (i = 0; i < MANY_USERS; i += 37) {
+			Pigeon__SyncReply *r;
+			snprintf(uid, sizeof(uid), "u%d", i);
+			r = sync_of(st, uid, 0, 100, 1 << 20);
+			check_range(r, round == 0 ? 2 : 3, round == 0 ? 4 : 5);
+			pg_store_sync_free(r);
+		}
+		pg_store_get_stats(st, &stats);
+		CHECK_EQ(stats.capped, round == 0 ? 0 : MANY_USERS);
+		/* The counts are in SQLite: a restart caps by the same numbers. */
+		fx_close(&f);
+		st = fx_open(&f);
+	}
+	fx_done(&f);
+}
+
+/* A schema 1 database, as pigeon before schema 2 made it (with a drifted count). */
+static void make_v1_db(const struct fx *f, int64_t now)
+{
+	static const char *const v1[] = {
+	    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+	    "INSERT INTO meta(key, value) VALUES('applied_lsn', 0)",
+	    "CREATE TABLE users(uid TEXT PRIMARY KEY, head_seq INTEGER NOT NULL,"
+	    " stored INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+	    "CREATE TABLE messages(id INTEGER PRIMARY KEY, uid TEXT NOT NULL, seq INTEGER NOT NULL,"
+	    " kind INTEGER NOT NULL, type TEXT, merged INTEGER NOT NULL DEFAULT 0,"
+	    " expires_at_ms INTEGER NOT NULL, envelope BLOB NOT NULL, push_title TEXT,"
+	    " push_body TEXT)",
+	    "CREATE UNIQUE INDEX messages_by_user ON messages(uid, seq)",
+	    "CREATE INDEX messages_by_expiry ON messages(expires_at_ms)",
+	    "CREATE TABLE cursors(uid TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,"
+	    " PRIMARY KEY(uid, device)) WITHOUT ROWID",
+	    "CREATE TABLE dedup(sender TEXT NOT NULL, msg_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+	    " recipient TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY(sender, msg_id))"
+	    " WITHOUT ROWID",
+	    "CREATE INDEX dedup_by_age ON dedup(created_ms)",
+	    "CREATE TABLE presence(uid TEXT PRIMARY KEY) WITHOUT ROWID",
+	    "PRAGMA user_version = 1",
+	    NULL,
+	};
+	Pigeon__Envelope env = PIGEON__ENVELOPE__INIT;
+	uint8_t buf[256];
+	size_t len;
+	sqlite3 *h = NULL;
+	sqlite3_stmt *q = NULL;
+	int i;
+
+	CHECK_EQ(sqlite3_open(f->db, &h), SQLITE_OK);
+	for (i = 0; v1[i] != NULL; i++) {
+		CHECK_EQ(sqlite3_exec(h, v1[i], NULL, NULL, NULL), SQLITE_OK);
+	}
+	env.seq = 1;
+	env.from = "alice";
+	env.to = "bob";
+	env.kind = PIGEON__KIND__CHAT;
+	env.msg_id = "x-1";
+	env.sent_at_ms = (uint64_t)now;
+	env.expires_at_ms = (uint64_t)now + 3600 * 1000;
+	env.body.data = (uint8_t *)"old";
+	env.body.len = 3;
+	len = pigeon__envelope__pack(&env, buf);
+	CHECK_EQ(sqlite3_prepare_v2(h,
+	                            "INSERT INTO messages(uid, seq, kind, expires_at_ms, envelope)"
+	                            " VALUES('bob', 1, 1, ?1, ?2)",
+	                            -1, &q, NULL),
+	         SQLITE_OK);
+	sqlite3_bind_int64(q, 1, (sqlite3_int64)env.expires_at_ms);
+	sqlite3_bind_blob(q, 2, buf, (int)len, SQLITE_STATIC);
+	CHECK_EQ(sqlite3_step(q), SQLITE_DONE);
+	sqlite3_finalize(q);
+	/* stored 7 for one row: the drift schema 2 repairs. */
+	CHECK_EQ(sqlite3_exec(h, "INSERT INTO users VALUES('bob', 1, 7)", NULL, NULL, NULL),
+	         SQLITE_OK);
+	q = NULL;
+	CHECK_EQ(sqlite3_prepare_v2(h, "INSERT INTO dedup VALUES('alice', 'x-1', 1, 'bob', ?1)", -1,
+	                            &q, NULL),
+	         SQLITE_OK);
+	sqlite3_bind_int64(q, 1, now);
+	CHECK_EQ(sqlite3_step(q), SQLITE_DONE);
+	sqlite3_finalize(q);
+	sqlite3_close(h);
+}
+
+/*
+ * Dedup is per (sender, recipient, msg_id): one msg_id to several users is
+ * stored for each, a resend to each is a duplicate of that user's own
+ * message; in memory, in SQLite, after a restart, and in a database made by
+ * schema 1 (migrated on open, its drifted count repaired).
+ */
+static void test_dedup_per_recipient(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct sent s;
+	const char *to[] = {"bob", "carol", "dave"};
+	uint64_t want[] = {2, 1, 1};
+	int i, pass;
+
+	fx_init(&f, 2);
+	make_v1_db(&f, now_ms());
+	st = fx_open(&f);
+	CHECK_EQ(drifted_users(&f), 0);
+	CHECK_EQ(head_of(st, "bob"), 1);
+	/* The schema 1 entry still dedups (its recipient was recorded). */
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "x-1", "again", now_ms());
+	s = send_full(st, &m);
+	CHECK(s.duplicate);
+	CHECK_EQ(s.seq, 1);
+	sent_free(&s);
+
+	for (i = 0; i < 3; i++) {
+		m = msg_of(PIGEON__KIND__CHAT, "svc", to[i], NULL, "broadcast-1", "hi", now_ms());
+		s = send_full(st, &m);
+		CHECK_EQ(s.rc, PG_STORE_OK);
+		CHECK(!s.duplicate);
+		CHECK_EQ(s.seq, want[i]);
+		sent_free(&s);
+	}
+	for (pass = 0; pass < 3; pass++) {
+		/* pass 0: from memory; 1: from SQLite; 2: after a restart. */
+		if (pass == 1) {
+			pg_store_flush(st);
+		} else if (pass == 2) {
+			fx_close(&f);
+			st = fx_open(&f);
+		}
+		for (i = 0; i < 3; i++) {
+			m = msg_of(PIGEON__KIND__CHAT, "svc", to[i], NULL, "broadcast-1", "hi",
+			           now_ms());
+			s = send_full(st, &m);
+			CHECK_EQ(s.rc, PG_STORE_OK);
+			CHECK(s.duplicate);
+			CHECK_EQ(s.seq, want[i]);
+			CHECK(s.packed == NULL);
+			sent_free(&s);
+		}
+	}
+	/* bob's cap (2) counts exactly his rows: the old one and the broadcast. */
+	CHECK_EQ(chat(st, "svc", "bob", NULL, "m3"), 3);
+	pg_store_flush(st);
+	{
+		Pigeon__SyncReply *r = sync_of(st, "bob", 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 2);
+		CHECK(r->n_messages == 2 && r->messages[0]->seq == 2 && r->messages[1]->seq == 3);
+		pg_store_sync_free(r);
+	}
+	fx_close(&f);
+	{
+		sqlite3 *h = NULL;
+		sqlite3_stmt *q = NULL;
+		CHECK_EQ(sqlite3_open_v2(f.db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+		CHECK_EQ(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
+		CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
+		CHECK_EQ(sqlite3_column_int(q, 0), 2);
+		sqlite3_finalize(q);
+		sqlite3_close(h);
+	}
+	fx_done(&f);
+}
+
+/*
+ * Every refused accept frees the envelope it had made (LeakSanitizer checks
+ * that in the ASan build) and leaves out->envelope NULL: a full backlog
+ * (PG_STORE_BUSY) and a journal that cannot grow (PG_STORE_IO, the file
+ * size limit standing in for a full disk).
+ */
+static void test_refused_accept_frees_its_envelope(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct sent s;
+	struct rlimit old, lim;
+	sqlite3 *lock;
+	void (*old_xfsz)(int);
+
+	fx_init(&f, 1000);
+	f.cfg.backlog_max = 2;
+	st = fx_open(&f);
+	lock = block_writer(&f);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "m1"), 1);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "m2"), 2);
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "m3", now_ms());
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_BUSY);
+	CHECK(s.packed == NULL);
+	CHECK_EQ(s.seq, 0);
+	sent_free(&s);
+	unblock_writer(lock);
+	CHECK(pg_store_flush(st));
+
+	old_xfsz = signal(SIGXFSZ, SIG_IGN);
+	CHECK_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1;
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_IO);
+	CHECK(s.packed == NULL);
+	sent_free(&s);
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_xfsz);
+	/* Nothing of the refused ones was stored; the next takes seq 3. */
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "m3"), 3);
+	fx_close(&f);
+	st = fx_open(&f);
+	{
+		Pigeon__SyncReply *r = sync_of(st, "bob", 0, 100, 1 << 20);
+		check_range(r, 1, 3);
+		pg_store_sync_free(r);
+	}
+	fx_done(&f);
+}
+
+static double elapsed_s(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/*
+ * While SQLite takes no writes (its write lock held by another process for
+ * longer than the store's lock wait): accept never waits; records queue up
+ * to the backlog bound (records and bytes), then new stored sends get
+ * PG_STORE_BUSY, counted, while acks (within the reserve), sync of what is
+ * stored or journaled, and INSTANT keep working. Once the lock is gone the
+ * store catches up by itself and accepts again; nothing accepted is lost.
+ */
+static void test_backlog_bound_while_sqlite_is_locked(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct pg_store_stats stats;
+	struct timespec t0;
+	struct sent s;
+	Pigeon__SyncReply *r;
+	uint64_t cur = 0;
+	sqlite3 *lock;
+	char big[2000];
+	int i, accepted = 0;
+
+	fx_init(&f, 1000);
+	f.cfg.backlog_max = 20;
+	f.cfg.backlog_max_bytes = 16 * 1024;
+	st = fx_open(&f);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "m1"), 1);
+	CHECK(pg_store_flush(st));
+	lock = block_writer(&f);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 2; i <= 21; i++) {
+		char body[16];
+		snprintf(body, sizeof(body), "m%d", i);
+		CHECK_EQ(chat(st, "alice", "bob", NULL, body), (uint64_t)i);
+	}
+	/* The 21st pending record is over the bound of 20. */
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "id-22", "m22", now_ms());
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_BUSY);
+	CHECK(s.packed == NULL);
+	sent_free(&s);
+	/* A NOTIFY too; INSTANT is not stored and still goes. */
+	s = notify(st, "bob", "like", "n", now_ms(), 0);
+	CHECK_EQ(s.rc, PG_STORE_BUSY);
+	sent_free(&s);
+	m = msg_of(PIGEON__KIND__INSTANT, "alice", "bob", NULL, NULL, "typing", now_ms());
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK(s.packed != NULL);
+	sent_free(&s);
+	/* Acks use the reserve beyond the bound. */
+	CHECK_EQ(pg_store_ack(st, "bob", "phone", 5, &cur), PG_STORE_OK);
+	CHECK_EQ(cur, 5);
+	/* None of that waited for the store thread. */
+	CHECK(elapsed_s(&t0) < 0.5);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	check_range(r, 1, 21);
+	CHECK_EQ(r->head_seq, 21);
+	pg_store_sync_free(r);
+	CHECK_EQ(unread_of(st, "bob", "phone", NULL), 16);
+	/* The store thread's lock wait ran out: it is failing, and retrying. */
+	usleep(1500 * 1000);
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.busy, 2);
+	CHECK_EQ(stats.pending, 21);
+	CHECK(stats.failing);
+	CHECK(stats.apply_errors >= 1);
+
+	unblock_writer(lock);
+	CHECK(pg_store_flush(st));
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.pending, 0);
+	CHECK(!stats.failing);
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "id-22", "m22", now_ms());
+	s = send_full(st, &m);
+	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK(!s.duplicate);
+	CHECK_EQ(s.seq, 22);
+	sent_free(&s);
+
+	/* The bytes bound: 2000-byte bodies fill 16 KiB after a handful. */
+	lock = block_writer(&f);
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (i = 0; i < 20; i++) {
+		m = msg_of(PIGEON__KIND__CHAT, "alice", "carol", NULL, NULL, big, now_ms());
+		s = send_full(st, &m);
+		if (s.rc == PG_STORE_OK) {
+			accepted++;
+		} else {
+			CHECK_EQ(s.rc, PG_STORE_BUSY);
+		}
+		sent_free(&s);
+	}
+	CHECK(accepted >= 6 && accepted <= 8);
+	unblock_writer(lock);
+	CHECK(pg_store_flush(st));
+	r = sync_of(st, "carol", 0, 100, 1 << 20);
+	CHECK_EQ(r->n_messages, accepted);
+	pg_store_sync_free(r);
+	fx_done(&f);
+}
+
+/*
+ * A store whose SQLite stays locked still closes in bounded time; what it
+ * could not apply is in the journal and is applied at the next open.
+ */
+static void test_close_while_sqlite_is_locked(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct timespec t0;
+	Pigeon__SyncReply *r;
+	uint64_t cur = 0;
+	sqlite3 *lock;
+	int i;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	lock = block_writer(&f);
+	for (i = 1; i <= 30; i++) {
+		char body[16];
+		snprintf(body, sizeof(body), "m%d", i);
+		CHECK_EQ(chat(st, "alice", "bob", NULL, body), (uint64_t)i);
+	}
+	CHECK_EQ(pg_store_ack(st, "bob", "phone", 10, &cur), PG_STORE_OK);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	fx_close(&f);
+	CHECK(elapsed_s(&t0) < 6.0);
+	unblock_writer(lock);
+	st = fx_open(&f);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	check_range(r, 1, 30);
+	pg_store_sync_free(r);
+	CHECK_EQ(unread_of(st, "bob", "phone", &cur), 20);
+	CHECK_EQ(cur, 10);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "m31"), 31);
+	fx_done(&f);
+}
+
+/*
+ * Idle users leave memory even though traffic never lets the store thread
+ * catch up completely: what matters is that everything of *theirs* is in
+ * SQLite. A user with records still pending stays.
+ */
+static void test_idle_users_evicted_under_traffic(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_stats stats;
+	uint64_t cur = 0;
+	sqlite3 *lock;
+	char uid[16];
+	int i;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	for (i = 0; i < 50; i++) {
+		snprintf(uid, sizeof(uid), "idle%d", i);
+		CHECK_EQ(chat(st, "alice", uid, NULL, "m1"), 1);
+	}
+	CHECK_EQ(pg_store_ack(st, "idle0", "phone", 1, &cur), PG_STORE_OK);
+	CHECK(pg_store_flush(st));
+	/* Traffic that is not applied yet: the store never "caught up". */
+	lock = block_writer(&f);
+	CHECK_EQ(chat(st, "alice", "busy", NULL, "m1"), 1);
+	CHECK_EQ(pg_store_ack(st, "idle1", "tablet", 1, &cur), PG_STORE_OK);
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.users, 51);
+	pg_store_tick(st, now_ms() + 11 * 60 * 1000);
+	pg_store_get_stats(st, &stats);
+	/* idle1 (its ack pending) and busy stay; the 49 others go. */
+	CHECK_EQ(stats.users, 2);
+	unblock_writer(lock);
+	CHECK(pg_store_flush(st));
+	pg_store_tick(st, now_ms() + 22 * 60 * 1000);
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.users, 0);
+	/* Reloaded from SQLite as they were. */
+	CHECK_EQ(head_of(st, "idle7"), 1);
+	CHECK_EQ(unread_of(st, "idle0", "phone", &cur), 0);
+	CHECK_EQ(cur, 1);
+	CHECK_EQ(unread_of(st, "idle1", "tablet", &cur), 0);
+	CHECK_EQ(cur, 1);
+	CHECK_EQ(chat(st, "alice", "idle7", NULL, "m2"), 2);
+	fx_done(&f);
+}
+
+/*
+ * Sync's size bound counts whole envelopes, metadata included: messages
+ * with large metadata (a 16 KiB content type, which the store itself does
+ * not limit) and tiny bodies give replies within PG_SYNC_MAX_BYTES, and
+ * paging still returns every message once.
+ */
+static void test_sync_bound_counts_whole_envelopes(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct sent s;
+	static char ctype[16 * 1024];
+	uint64_t after = 0, seen = 0;
+	int i, pages = 0;
+	sqlite3 *lock = NULL;
+
+	memset(ctype, 'c', sizeof(ctype) - 1);
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	for (i = 1; i <= 60; i++) {
+		if (i == 41) {
+			pg_store_flush(st);
+			lock = block_writer(&f); /* the last 20 only pending */
+		}
+		m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "x", now_ms());
+		m.content_type = ctype;
+		s = send_full(st, &m);
+		CHECK_EQ(s.rc, PG_STORE_OK);
+		sent_free(&s);
+	}
+	for (;;) {
+		Pigeon__SyncReply *r =
+		    sync_of(st, "bob", after, PG_SYNC_LIMIT_MAX, PG_SYNC_MAX_BYTES);
+		size_t k;
+		CHECK(pigeon__sync_reply__get_packed_size(r) <= PG_SYNC_MAX_BYTES);
+		CHECK(r->n_messages > 0);
+		for (k = 0; k < r->n_messages; k++) {
+			CHECK_EQ(r->messages[k]->seq, after + k + 1);
+		}
+		seen += r->n_messages;
+		pages++;
+		if (r->n_messages > 0) {
+			after = r->messages[r->n_messages - 1]->seq;
+		}
+		if (!r->more || r->n_messages == 0) {
+			pg_store_sync_free(r);
+			break;
+		}
+		pg_store_sync_free(r);
+	}
+	CHECK_EQ(seen, 60);
+	CHECK(pages >= 4);
+	unblock_writer(lock);
+	fx_done(&f);
+}
+
+/*
+ * With a permissive umask (0000): the directories the store creates are
+ * 0700, and the database, its -wal and -shm and the journal 0600; an
+ * existing database readable by others is made private at open.
+ */
+static void test_file_modes(void)
+{
+	struct fx f;
+	struct stat sb;
+	char path[200], sub[160], subsub[170];
+	mode_t old = umask(0);
+
+	fx_init(&f, 1000);
+	snprintf(sub, sizeof(sub), "%s/data", f.dir);
+	snprintf(subsub, sizeof(subsub), "%s/data/pigeon", f.dir);
+	snprintf(f.db, sizeof(f.db), "%s/data/pigeon/store.db", f.dir);
+	fx_open(&f);
+	CHECK_EQ(chat(f.st, "alice", "bob", NULL, "m1"), 1);
+	CHECK(pg_store_flush(f.st));
+	CHECK_EQ(stat(sub, &sb), 0);
+	CHECK_EQ(sb.st_mode & 07777, 0700);
+	CHECK_EQ(stat(subsub, &sb), 0);
+	CHECK_EQ(sb.st_mode & 07777, 0700);
+	CHECK_EQ(stat(f.db, &sb), 0);
+	CHECK_EQ(sb.st_mode & 07777, 0600);
+	snprintf(path, sizeof(path), "%s-wal", f.db);
+	CHECK_EQ(stat(path, &sb), 0);
+	CHECK_EQ(sb.st_mode & 07777, 0600);
+	snprintf(path, sizeof(path), "%s-shm", f.db);
+	CHECK_EQ(stat(path, &sb), 0);
+	CHECK_EQ(sb.st_mode & 07777, 0600);
+	snprintf(path, sizeof(path), "%s.jnl.%020d", f.db, 1);
+	CHECK_EQ(stat(path, &sb), 0);
+	CHECK_EQ(sb.st_mode & 07777, 0600);
+	fx_close(&f);
+	CHECK_EQ(chmod(f.db, 0644), 0);
+	fx_open(&f);
+	CHECK_EQ(stat(f.db, &sb), 0);
+	CHECK_EQ(sb.st_mode & 07777, 0600);
+	umask(old);
+	fx_close(&f);
+	/* fx_done removes f.dir's files only: empty the nested directories first. */
+	{
+		char pattern[200];
+		glob_t g;
+		size_t i;
+		snprintf(pattern, sizeof(pattern), "%s/*", subsub);
+		if (glob(pattern, 0, NULL, &g) == 0) {
+			for (i = 0; i < g.gl_pathc; i++) {
+				unlink(g.gl_pathv[i]);
+			}
+			globfree(&g);
+		}
+		CHECK_EQ(rmdir(subsub), 0);
+		CHECK_EQ(rmdir(sub), 0);
+	}
+	fx_done(&f);
+}
+
 int main(void)
 {
 	RUN(test_chat_seqs_per_recipient);
@@ -1548,5 +2164,13 @@ int main(void)
 	RUN(test_crash_replay);
 	RUN(test_crash_torn_tail);
 	RUN(test_clean_restart);
+	RUN(test_expiry_of_many_users_keeps_the_cap_exact);
+	RUN(test_dedup_per_recipient);
+	RUN(test_refused_accept_frees_its_envelope);
+	RUN(test_backlog_bound_while_sqlite_is_locked);
+	RUN(test_close_while_sqlite_is_locked);
+	RUN(test_idle_users_evicted_under_traffic);
+	RUN(test_sync_bound_counts_whole_envelopes);
+	RUN(test_file_modes);
 	return check_exit();
 }
