@@ -101,6 +101,42 @@ def wait_until(predicate, timeout=TIMEOUT, interval=0.02):
         time.sleep(interval)
 
 
+_LEAK_BLOCK_RE = re.compile(r"^(?:Direct|Indirect) leak of .*?(?=^(?:Direct|Indirect) leak|^SUMMARY|\Z)",
+                            re.M | re.S)
+_FRAME_RE = re.compile(r"^\s+#(\d+) 0x[0-9a-f]+\s+(.*)$", re.M)
+_LIBC_START = ("__libc_start_call_main", "__libc_start_main_impl", "_start")
+
+
+def only_broker_leaks(report):
+    """
+    True if report is a LeakSanitizer report whose every leak was allocated
+    by the broker binary alone: each frame but the allocator's is in the
+    mosquitto executable or libc's start-up. Mosquitto exits without
+    freeing its configuration when startup fails; 2.0.11's leaks are
+    suppressed by name (lsan.supp), but the 2.0.21 binary is stripped, so
+    for a broker that exits at start they are recognised by module instead.
+    Used for startup failures only: while a broker runs, memory the broker
+    allocated can be pigeon's to free.
+    """
+    if "ERROR: LeakSanitizer" not in report or "ERROR: AddressSanitizer" in report:
+        return False
+    blocks = [m.group(0) for m in _LEAK_BLOCK_RE.finditer(report)]
+    if not blocks:
+        return False
+    broker = os.path.realpath(MOSQUITTO)
+    for block in blocks:
+        for num, rest in _FRAME_RE.findall(block):
+            if num == "0":
+                continue  # the sanitizer's allocator interceptor
+            m = re.fullmatch(r"\((.+)\+0x[0-9a-f]+\)", rest.strip())
+            if m and os.path.realpath(m.group(1)) == broker:
+                continue
+            if rest.startswith("in ") and rest.split()[1] in _LIBC_START:
+                continue
+            return False
+    return True
+
+
 class BrokerError(Exception):
     pass
 
@@ -141,7 +177,13 @@ class Broker:
         self.log_path = self.dir / "broker.log"
         self.out_path = self.dir / "mosquitto.out"
         self._stopping = False
+        self._exited_at_start = False
         self._out = None
+        # True: the broker keeps Python's ignored SIGPIPE and SIGXFSZ, so a
+        # file size limit (RLIMIT_FSIZE, set with resource.prlimit on
+        # self.proc.pid) makes its writes fail with EFBIG instead of killing
+        # it: how the fault tests make a disk "full".
+        self.keep_ignored_signals = False
 
     # ---- configuration
 
@@ -212,10 +254,12 @@ class Broker:
                 stderr=subprocess.STDOUT,
                 cwd=self.dir,
                 env=self._env(),
+                restore_signals=not self.keep_ignored_signals,
             )
             self.returncode = None
             self._stopping = False
             if expect_exit:
+                self._exited_at_start = True
                 try:
                     self.returncode = self.proc.wait(timeout)
                 except subprocess.TimeoutExpired:
@@ -313,6 +357,8 @@ class Broker:
         problems = []
         for f in sorted(glob.glob(str(self.dir / "asan.*")) + glob.glob(str(self.dir / "ubsan.*"))):
             report = Path(f).read_text(errors="replace")
+            if self._exited_at_start and only_broker_leaks(report):
+                continue
             problems.append(f"sanitizer report {f}:\n" + report[:20000])
         out = self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
         if SANITIZER_LOG_RE.search(out):
