@@ -300,15 +300,6 @@ static void *store_thread_main(void *arg)
 				                                             : retry_ms * 2;
 				continue;
 			}
-			if (failures > 0) {
-				fprintf(stderr,
-				        "pigeon store: SQLite writes work again after %llu failed "
-				        "attempts; catching up\n",
-				        (unsigned long long)failures);
-				failures = 0;
-				retry_ms = STORE_RETRY_MIN_MS;
-				atomic_store(&st->apply_failing, false);
-			}
 			for (i = 0, bytes = 0; i < n; i++) {
 				bytes += batch[i]->len;
 			}
@@ -320,6 +311,15 @@ static void *store_thread_main(void *arg)
 			pthread_mutex_unlock(&q->mu);
 			for (i = 0; i < n; i++) {
 				free(batch[i]);
+			}
+			if (failures > 0) {
+				fprintf(stderr,
+				        "pigeon store: SQLite writes work again after %llu failed "
+				        "attempts; caught up with %zu records\n",
+				        (unsigned long long)failures, n);
+				failures = 0;
+				retry_ms = STORE_RETRY_MIN_MS;
+				atomic_store(&st->apply_failing, false);
 			}
 		}
 		if (apply_now_ms() - last_house >= 1000) {
