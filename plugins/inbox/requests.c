@@ -74,6 +74,8 @@ static void handle_send(struct inbox_plugin *ip, const struct pg_session *s,
 {
 	struct pg_store_msg msg = {0};
 	struct pg_store_accepted acc;
+	struct pg_loglimit_note note;
+	char summary[PG_CLIENT_ID_MAX + 96];
 	const char *why = "";
 	int code;
 
@@ -105,8 +107,18 @@ static void handle_send(struct inbox_plugin *ip, const struct pg_session *s,
 	code = inbox_send(ip, s, &msg, true, &acc, &why);
 	if (code != PG_REPLY_OK) {
 		reply_error(r, (uint32_t)code, why);
-		mosquitto_log_printf(MOSQ_LOG_NOTICE, INBOX_LOG_PREFIX "refused Send from %s: %s",
-		                     s->client_id, why);
+		/* Through the sender's log limiter (sessions.h); inbox_send counted it. */
+		if (pg_sessions_log_allow(s->key, msg.now_ms, &note)) {
+			if (note.held > 0) {
+				mosquitto_log_printf(MOSQ_LOG_NOTICE, INBOX_LOG_PREFIX "%s",
+				                     pg_loglimit_summary(&note, "refusals",
+				                                         s->client_id, summary,
+				                                         sizeof(summary)));
+			}
+			mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			                     INBOX_LOG_PREFIX "refused Send from %s: %s",
+			                     s->client_id, why);
+		}
 		return;
 	}
 	sr->seq = acc.seq;

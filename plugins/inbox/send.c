@@ -248,10 +248,33 @@ static int inbox_parse_ttl(const char *s, uint32_t *out)
 	return 0;
 }
 
+/*
+ * Logs a refused send through the sender's log limiter (sessions.h, shared
+ * with pigeon_auth's refusals): a few lines, then one now and then saying
+ * how many were held back, so a client cannot flood the log. The callers
+ * count every refusal whether or not it is logged. Returns what the MESSAGE
+ * callback answers.
+ */
 static int inbox_refuse(const struct pg_session *s, const char *topic, const char *why)
 {
+	static struct pg_loglimit no_session; /* senders pigeon_auth did not admit, together */
+	struct pg_loglimit_note note;
+	char summary[PG_CLIENT_ID_MAX + 96];
+	const char *who = s ? s->client_id : "?";
+	int64_t now = inbox_now_ms();
+	bool allowed = s ? pg_sessions_log_allow(s->key, now, &note)
+	                 : pg_loglimit_allow(&no_session, now, &note);
+
+	if (!allowed) {
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if (note.held > 0) {
+		mosquitto_log_printf(
+		    MOSQ_LOG_NOTICE, INBOX_LOG_PREFIX "%s",
+		    pg_loglimit_summary(&note, "refusals", who, summary, sizeof(summary)));
+	}
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, INBOX_LOG_PREFIX "refused send from %s to '%s': %s",
-	                     s ? s->client_id : "?", topic, why);
+	                     who, topic, why);
 	return MOSQ_ERR_ACL_DENIED;
 }
 

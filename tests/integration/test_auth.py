@@ -311,6 +311,22 @@ def svc(broker, keys, module_mqtt):
     return c
 
 
+_fresh_devices = iter(range(1, 1 << 30))
+
+
+def _fresh_client(broker, keys, mqtt, role):
+    """
+    A new session for a refused case: refusal lines are rate limited per
+    session (a few, then one per 10 s), so each case that looks for its line
+    needs a session that has not used up its lines.
+    """
+    uid = "alice" if role == "user" else "svc"
+    claims = {"role": "service"} if role == "service" else {}
+    c, rc = mqtt.connect(broker, uid, f"deny-{next(_fresh_devices)}", keys.token(uid, **claims))
+    assert rc == CONNACK_OK
+    return c
+
+
 SUBSCRIBE_MATRIX = [
     # (role, filter, allowed)
     ("user", "im/alice/#", True),
@@ -349,8 +365,10 @@ SUBSCRIBE_MATRIX = [
 @pytest.mark.parametrize("role,filt,allowed", SUBSCRIBE_MATRIX,
                          ids=[f"{r}-{f}-{'ok' if a else 'refused'}"
                               for r, f, a in SUBSCRIBE_MATRIX])
-def test_subscribe_acl(broker, alice, svc, role, filt, allowed):
+def test_subscribe_acl(broker, keys, mqtt, alice, svc, role, filt, allowed):
     client = alice if role == "user" else svc
+    if not allowed:
+        client = _fresh_client(broker, keys, mqtt, role)
     mark = broker.mark()
     assert client.subscribe(filt) == ([1] if allowed else [SUBACK_REFUSED_V5])
     if not allowed:
@@ -400,8 +418,10 @@ PUBLISH_MATRIX = [
     "role,topic,retain,allowed", PUBLISH_MATRIX,
     ids=[f"{r}-{t}{'-retained' if rt else ''}-{'ok' if a else 'refused'}"
          for r, t, rt, a in PUBLISH_MATRIX])
-def test_publish_acl(broker, alice, svc, role, topic, retain, allowed):
+def test_publish_acl(broker, keys, mqtt, alice, svc, role, topic, retain, allowed):
     client = alice if role == "user" else svc
+    if not allowed:
+        client = _fresh_client(broker, keys, mqtt, role)
     mark = broker.mark()
     rc = client.publish(topic, retain=retain)
     if allowed:
