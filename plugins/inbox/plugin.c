@@ -86,7 +86,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                           struct mosquitto_opt *options, int option_count)
 {
 	struct inbox_plugin *ip = calloc(1, sizeof(*ip));
-	struct pg_store_config sc;
+	struct pg_store_config sc = {0};
 	char err[512];
 	int rc;
 
