@@ -157,6 +157,15 @@ bool pg_acl_allows(const struct pg_acl_subject *who, enum pg_access access, cons
 		*reason = "no topic or identity";
 		return false;
 	}
+	/*
+	 * uid is compared with topic levels as text: one that is not an
+	 * identifier ("+", "#", "a/b") would make im/+/inbox "own" and open
+	 * every user's inbox. Tokens only carry valid uids; do not rely on it.
+	 */
+	if (access != PG_ACCESS_UNSUBSCRIBE && !pg_ident_valid_str(who->uid)) {
+		*reason = "identity is not a valid uid";
+		return false;
+	}
 	switch (access) {
 	case PG_ACCESS_READ:
 		return acl_read_allowed(who, topic, reason);

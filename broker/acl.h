@@ -36,6 +36,8 @@ struct pg_acl_subject {
 /*
  * True if who may have access to topic (a topic name, or a filter for
  * SUBSCRIBE). On false, *reason (if not NULL) points at a static text.
+ * A who->uid that is not a valid uid (ident.h) is refused everything but
+ * UNSUBSCRIBE.
  */
 bool pg_acl_allows(const struct pg_acl_subject *who, enum pg_access access, const char *topic,
                    bool retain, const char **reason);

@@ -275,6 +275,42 @@ static void test_missing_identity_or_topic_refused(void)
 	CHECK_STR(reason, "unknown access");
 }
 
+/*
+ * Found by fuzzing (tests/fuzz/corpus/topic/crash-acl-wildcard-uid): a uid
+ * is matched against topic levels as text, so a subject whose uid is "+"
+ * owned im/+/inbox, i.e. every inbox. No uid that is not an identifier gets
+ * any access.
+ */
+static void test_invalid_uid_refused(void)
+{
+	static const struct pg_acl_subject plus = {PG_ROLE_USER, "+", false};
+	static const struct pg_acl_subject hash = {PG_ROLE_USER, "#", false};
+	static const struct pg_acl_subject slash = {PG_ROLE_SERVICE, "a/b", false};
+	static const struct pg_acl_subject empty = {PG_ROLE_USER, "", false};
+	static const struct acl_case subscribe[] = {
+	    {&plus, "im/+/inbox", false, false, "not a valid uid"},
+	    {&plus, "im/+/#", false, false, "not a valid uid"},
+	    {&hash, "im/#/#", false, false, "not a valid uid"},
+	    {&slash, "im/a/b/#", false, false, "not a valid uid"},
+	    {&empty, "im//#", false, false, "not a valid uid"},
+	};
+	static const struct acl_case read[] = {
+	    {&plus, "im/+/inbox", false, false, "not a valid uid"},
+	    {&empty, "im//inbox", false, false, "not a valid uid"},
+	};
+	static const struct acl_case write[] = {
+	    {&plus, "im/bob/chat", false, false, "not a valid uid"},
+	};
+	static const struct acl_case unsubscribe[] = {
+	    {&plus, "im/+/inbox", false, true, NULL},
+	};
+
+	run_cases(PG_ACCESS_SUBSCRIBE, subscribe, sizeof(subscribe) / sizeof(subscribe[0]));
+	run_cases(PG_ACCESS_READ, read, sizeof(read) / sizeof(read[0]));
+	run_cases(PG_ACCESS_WRITE, write, sizeof(write) / sizeof(write[0]));
+	run_cases(PG_ACCESS_UNSUBSCRIBE, unsubscribe, sizeof(unsubscribe) / sizeof(unsubscribe[0]));
+}
+
 int main(void)
 {
 	RUN(test_user_subscribe);
@@ -285,5 +321,6 @@ int main(void)
 	RUN(test_service_read);
 	RUN(test_unsubscribe_always_allowed);
 	RUN(test_missing_identity_or_topic_refused);
+	RUN(test_invalid_uid_refused);
 	return check_exit();
 }
