@@ -19,7 +19,7 @@ enum pg_reply_code {
 
 #define PG_SYNC_LIMIT_DEFAULT 100
 #define PG_SYNC_LIMIT_MAX 1000
-/* A SyncReply carries about this many body bytes at most (always one message). */
+/* A SyncReply carries at most this many bytes of packed envelopes (at least one message). */
 #define PG_SYNC_MAX_BYTES (256 * 1024)
 
 /*
