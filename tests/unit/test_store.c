@@ -1902,9 +1902,14 @@ static void test_backlog_bound_while_sqlite_is_locked(void)
 	CHECK_EQ(r->head_seq, 21);
 	pg_store_sync_free(r);
 	CHECK_EQ(unread_of(st, "bob", "phone", NULL), 16);
-	/* The store thread's lock wait ran out: it is failing, and retrying. */
-	usleep(1500 * 1000);
-	pg_store_get_stats(st, &stats);
+	/* The store thread's lock wait (1 s) runs out: it is failing, and retrying. */
+	for (i = 0; i < 250; i++) {
+		pg_store_get_stats(st, &stats);
+		if (stats.failing) {
+			break;
+		}
+		usleep(20 * 1000);
+	}
 	CHECK_EQ(stats.busy, 2);
 	CHECK_EQ(stats.pending, 21);
 	CHECK(stats.failing);
