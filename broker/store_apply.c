@@ -236,9 +236,9 @@ static void *store_thread_main(void *arg)
 	struct store_queue *q = &st->q;
 	struct store_item **batch = st->apply_items;
 	int64_t last_house = apply_now_ms(), stop_ms = 0, logged_ms = 0;
-	uint64_t failures = 0;
+	uint64_t failures = 0, recovered;
 	long retry_ms = STORE_RETRY_MIN_MS;
-	size_t n, i, bytes;
+	size_t n, i, bytes, left;
 
 	for (;;) {
 		pthread_mutex_lock(&q->mu);
@@ -300,6 +300,11 @@ static void *store_thread_main(void *arg)
 				                                             : retry_ms * 2;
 				continue;
 			}
+			/* Not failing any more by the time anyone sees the queue shrink. */
+			recovered = failures;
+			failures = 0;
+			retry_ms = STORE_RETRY_MIN_MS;
+			atomic_store(&st->apply_failing, false);
 			for (i = 0, bytes = 0; i < n; i++) {
 				bytes += batch[i]->len;
 			}
@@ -307,19 +312,17 @@ static void *store_thread_main(void *arg)
 			q->head = (q->head + n) % q->cap;
 			q->count -= n;
 			q->bytes -= bytes;
+			left = q->count;
 			pthread_cond_broadcast(&q->applied);
 			pthread_mutex_unlock(&q->mu);
 			for (i = 0; i < n; i++) {
 				free(batch[i]);
 			}
-			if (failures > 0) {
+			if (recovered > 0) {
 				fprintf(stderr,
 				        "pigeon store: SQLite writes work again after %llu failed "
-				        "attempts; caught up with %zu records\n",
-				        (unsigned long long)failures, n);
-				failures = 0;
-				retry_ms = STORE_RETRY_MIN_MS;
-				atomic_store(&st->apply_failing, false);
+				        "attempts (%zu records applied, %zu still queued)\n",
+				        (unsigned long long)recovered, n, left);
 			}
 		}
 		if (apply_now_ms() - last_house >= 1000) {
