@@ -789,7 +789,6 @@ struct sync_ctx {
 	uint64_t *deleted; /* seqs of the user's pending deletes, sorted */
 	size_t ndeleted;
 	bool full;       /* a message did not fit: more */
-	bool nomem;      /* an allocation failed */
 	uint64_t oldest; /* sync_oldest_row's result (0: none found) */
 };
 
