@@ -15,6 +15,7 @@ enum pg_reply_code {
 	PG_REPLY_RATE_LIMITED = 429,  /* plugin_opt_send_rate exceeded */
 	PG_REPLY_STORE_ERROR = 500,   /* the store failed; nothing changed */
 	PG_REPLY_NOT_AVAILABLE = 501, /* the feature is not enabled on this broker */
+	PG_REPLY_BUSY = 503,          /* the store is behind: nothing changed, retry later */
 };
 
 #define PG_SYNC_LIMIT_DEFAULT 100

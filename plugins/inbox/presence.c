@@ -131,7 +131,10 @@ static void reset_one(const char *uid, void *ud)
 
 void inbox_presence_reset_stale(struct inbox_plugin *ip)
 {
-	pg_store_flush(ip->store); /* the online set in SQLite is then complete */
+	/* pg_store_open replayed the journal into SQLite, so its online set is
+	 * complete without waiting for the store thread (which a locked
+	 * database could stall); users who connected since are in ip->presence
+	 * and are skipped. */
 	pg_store_foreach_online(ip->store, reset_one, ip);
 }
 

@@ -63,6 +63,10 @@ static void handle_ack(struct inbox_plugin *ip, const struct pg_session *s, cons
 	case PG_STORE_INVALID:
 		reply_error(r, PG_REPLY_BAD_REQUEST, "ack seq is beyond the user's head_seq");
 		break;
+	case PG_STORE_BUSY:
+		reply_error(r, PG_REPLY_BUSY,
+		            "the store is behind; the cursor did not move, retry later");
+		break;
 	default:
 		reply_error(r, PG_REPLY_STORE_ERROR, "the store failed; the cursor did not move");
 		break;

@@ -160,7 +160,7 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 	if (rc == PG_STORE_BUSY) {
 		ip->counters.refused[REFUSED_STORE_BUSY]++;
 		*why = "the store is behind (database not taking writes); retry later";
-		return PG_REPLY_STORE_ERROR;
+		return PG_REPLY_BUSY;
 	}
 	if (rc != PG_STORE_OK) {
 		ip->counters.refused[REFUSED_STORE_ERROR]++;

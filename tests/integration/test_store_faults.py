@@ -33,6 +33,7 @@ from harness import PUBACK_NOT_AUTHORIZED, SLOW, wait_until
 from inboxlib import PUBACK_ACCEPTED, REPLY_OK, Device, inbox_plugins
 
 REPLY_STORE_ERROR = 500
+REPLY_BUSY = 503
 BIG = 1 << 20
 
 
@@ -216,6 +217,8 @@ def test_locked_database_keeps_the_broker_responsive_and_catches_up(brokers, key
         assert svc.instant("l-bob", b"still here") in PUBACK_ACCEPTED
         assert bob.wait(lambda d: any(e.body == b"still here" for e in d.inbox))
         assert wait_until(lambda: "refusing new stored sends" in b.log_text())
+        r = svc.send("l-carol", b"x" * (BIG - 8))
+        assert r.code == REPLY_BUSY and "retry later" in r.error, (r.code, r.error)
         # Acks have a reserve beyond the bound.
         assert bob.ack(5).code == REPLY_OK
     finally:
