@@ -630,6 +630,10 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 				return PG_STORE_OK;
 			}
 		}
+		if (u->head == UINT64_MAX) {
+			/* Only a corrupt journal or database: seq 0 would mean INSTANT. */
+			return PG_STORE_IO;
+		}
 		ttl_s = msg->ttl_s && msg->ttl_s < st->cfg.ttl_s ? msg->ttl_s : st->cfg.ttl_s;
 		env.seq = u->head + 1;
 		env.expires_at_ms = (uint64_t)msg->now_ms + ttl_s * 1000;

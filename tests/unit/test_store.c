@@ -2151,6 +2151,41 @@ static void test_file_modes(void)
 	fx_done(&f);
 }
 
+/*
+ * Found by fuzz_journal (tests/fuzz/corpus/journal/crash-seq-exhausted): a
+ * corrupt journal record or database row can leave a user's head at the
+ * last seq; the next message then got seq 0 (INSTANT's), was acknowledged,
+ * and was never stored. Now it is refused; other users are unaffected.
+ */
+static void test_seq_space_exhausted_refuses(void)
+{
+	struct pg_store_msg m;
+	struct sent s;
+	struct fx f;
+	sqlite3 *db;
+
+	fx_init(&f, 0);
+	fx_open(&f);
+	CHECK_EQ(chat(f.st, "alice", "bob", NULL, "one"), 1);
+	fx_close(&f);
+	CHECK_EQ(sqlite3_open(f.db, &db), SQLITE_OK);
+	CHECK_EQ(
+	    sqlite3_exec(db, "UPDATE users SET head_seq = -1 WHERE uid = 'bob'", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	fx_open(&f);
+	CHECK_EQ(head_of(f.st, "bob"), UINT64_MAX);
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "two", now_ms());
+	s = send_full(f.st, &m);
+	CHECK_EQ(s.rc, PG_STORE_IO);
+	CHECK(s.packed == NULL);
+	sent_free(&s);
+	CHECK_EQ(head_of(f.st, "bob"), UINT64_MAX);
+	CHECK_EQ(chat(f.st, "alice", "carol", NULL, "three"), 1);
+	fx_done(&f);
+}
+
 int main(void)
 {
 	RUN(test_chat_seqs_per_recipient);
@@ -2177,5 +2212,6 @@ int main(void)
 	RUN(test_idle_users_evicted_under_traffic);
 	RUN(test_sync_bound_counts_whole_envelopes);
 	RUN(test_file_modes);
+	RUN(test_seq_space_exhausted_refuses);
 	return check_exit();
 }
