@@ -218,6 +218,10 @@ def journals(pb, jpb):
     write("journal", "replaces-and-garbage",
           seg + frame(rec.SerializeToString()) + frame(b"\xff\xff\xff") + frame(b""))
     write("journal", "same-lsn-twice", frame(good[0]) + frame(good[0]))
+    write("journal", "lsn-max", frame(append(2**64 - 1, "alice", 1)))
+    write("journal", "cursor-max", frame(cursor(1, "alice", "phone", 2**64 - 1)))
+    write("journal", "presence-bad-uid",
+          frame(append(1, "a" * 65, 1)) + frame(presence(3, "bad/uid", True)))
 
 
 def main():
