@@ -15,6 +15,7 @@
 
 #include "acl.h"
 #include "sessions.h"
+#include "sys_counter.h"
 
 /*
  * SIGHUP. Mosquitto 2.0.11 passes no options here and stops at the first
@@ -43,24 +44,6 @@ static int auth_reload_cb(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
-static void auth_sys_publish(const char *leaf, uint64_t value)
-{
-	char topic[128], text[32];
-	void *buf;
-	int len;
-
-	snprintf(topic, sizeof(topic), "$SYS/broker/pigeon/auth/%s", leaf);
-	len = snprintf(text, sizeof(text), "%" PRIu64, value);
-	buf = mosquitto_malloc((size_t)len);
-	if (buf == NULL) {
-		return;
-	}
-	memcpy(buf, text, (size_t)len);
-	if (mosquitto_broker_publish(NULL, topic, len, buf, 0, true, NULL) != MOSQ_ERR_SUCCESS) {
-		mosquitto_free(buf);
-	}
-}
-
 static void auth_sys_tick(struct auth_plugin *ap, int64_t now_ms)
 {
 	const struct auth_counters *c = &ap->counters;
@@ -69,13 +52,13 @@ static void auth_sys_tick(struct auth_plugin *ap, int64_t now_ms)
 		return;
 	}
 	ap->next_sys_ms = now_ms + (int64_t)ap->cfg.sys_interval_s * 1000;
-	auth_sys_publish("logins/accepted", c->logins_ok);
-	auth_sys_publish("logins/refused", c->logins_refused);
-	auth_sys_publish("denied/publish", c->denied_publish);
-	auth_sys_publish("denied/subscribe", c->denied_subscribe);
-	auth_sys_publish("disconnected/expired", c->kicked_expired);
-	auth_sys_publish("disconnected/key_removed", c->kicked_key_removed);
-	auth_sys_publish("disconnected/revoked", c->kicked_revoked);
+	pigeon_sys_publish("auth/logins/accepted", c->logins_ok);
+	pigeon_sys_publish("auth/logins/refused", c->logins_refused);
+	pigeon_sys_publish("auth/denied/publish", c->denied_publish);
+	pigeon_sys_publish("auth/denied/subscribe", c->denied_subscribe);
+	pigeon_sys_publish("auth/disconnected/expired", c->kicked_expired);
+	pigeon_sys_publish("auth/disconnected/key_removed", c->kicked_key_removed);
+	pigeon_sys_publish("auth/disconnected/revoked", c->kicked_revoked);
 }
 
 static int auth_tick_cb(int event, void *event_data, void *userdata)

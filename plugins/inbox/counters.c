@@ -8,23 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void sys_publish(const char *leaf, uint64_t value)
-{
-	char topic[128], text[32];
-	void *buf;
-	int len;
-
-	snprintf(topic, sizeof(topic), "$SYS/broker/pigeon/%s", leaf);
-	len = snprintf(text, sizeof(text), "%" PRIu64, value);
-	buf = mosquitto_malloc((size_t)len);
-	if (buf == NULL) {
-		return;
-	}
-	memcpy(buf, text, (size_t)len);
-	if (mosquitto_broker_publish(NULL, topic, len, buf, 0, true, NULL) != MOSQ_ERR_SUCCESS) {
-		mosquitto_free(buf);
-	}
-}
+#include "sys_counter.h"
 
 static void count_device(const struct pg_session *s, void *ud)
 {
@@ -46,23 +30,23 @@ void inbox_counters_tick(struct inbox_plugin *ip, int64_t now_ms)
 	pg_store_get_stats(ip->store, &ss);
 	pg_sessions_foreach(NULL, count_device, &devices);
 	users = inbox_presence_count(ip);
-	sys_publish("messages/stored", ss.accepted);
-	sys_publish("messages/merged", ss.merged);
-	sys_publish("messages/duplicates", ss.duplicates);
-	sys_publish("messages/delivered", ip->counters.routed);
-	sys_publish("messages/instant", ip->counters.instant);
-	sys_publish("messages/dropped/expired", ss.expired);
-	sys_publish("messages/dropped/cap", ss.capped);
-	sys_publish("requests/answered", ip->counters.requests);
-	sys_publish("requests/syncs", ss.syncs);
-	sys_publish("requests/acks", ss.acks);
-	sys_publish("store/pending", ss.pending);
-	sys_publish("store/errors", ss.apply_errors);
-	sys_publish("devices/online", devices);
-	sys_publish("users/online", users);
+	pigeon_sys_publish("messages/stored", ss.accepted);
+	pigeon_sys_publish("messages/merged", ss.merged);
+	pigeon_sys_publish("messages/duplicates", ss.duplicates);
+	pigeon_sys_publish("messages/delivered", ip->counters.routed);
+	pigeon_sys_publish("messages/instant", ip->counters.instant);
+	pigeon_sys_publish("messages/dropped/expired", ss.expired);
+	pigeon_sys_publish("messages/dropped/cap", ss.capped);
+	pigeon_sys_publish("requests/answered", ip->counters.requests);
+	pigeon_sys_publish("requests/syncs", ss.syncs);
+	pigeon_sys_publish("requests/acks", ss.acks);
+	pigeon_sys_publish("store/pending", ss.pending);
+	pigeon_sys_publish("store/errors", ss.apply_errors);
+	pigeon_sys_publish("devices/online", devices);
+	pigeon_sys_publish("users/online", users);
 	for (i = 0; i < REFUSED_COUNT; i++) {
 		snprintf(leaf, sizeof(leaf), "refused/%s",
 		         inbox_refusal_name((enum inbox_refusal)i));
-		sys_publish(leaf, ip->counters.refused[i]);
+		pigeon_sys_publish(leaf, ip->counters.refused[i]);
 	}
 }

@@ -1,0 +1,14 @@
+/*
+ * pigeon's $SYS counters: one retained text message per counter under
+ * $SYS/broker/pigeon/, like Mosquitto's own $SYS tree. Broker thread only.
+ */
+#ifndef PIGEON_SYS_COUNTER_H
+#define PIGEON_SYS_COUNTER_H
+
+#include <stdint.h>
+
+/* Publishes value as decimal text on $SYS/broker/pigeon/<leaf>, retained, QoS 0.
+ * A counter that cannot be published (no memory) is skipped until next time. */
+void pigeon_sys_publish(const char *leaf, uint64_t value);
+
+#endif
