@@ -466,18 +466,23 @@ int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
 	}
 }
 
-/* users.stored of uid (0 if unknown). */
-static int store_db_stored(struct store_db *d, const char *uid, int64_t *stored)
+/* The first column of a one-row statement bound to uid (0 if no row). */
+static int store_db_user_int64(sqlite3_stmt *st, const char *uid, int64_t *out)
 {
-	sqlite3_stmt *st = d->stmt[SQL_USER_STORED];
 	int rc;
 
 	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	*stored = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* users.stored of uid (0 if unknown). */
+static int store_db_stored(struct store_db *d, const char *uid, int64_t *stored)
+{
+	return store_db_user_int64(d->stmt[SQL_USER_STORED], uid, stored);
 }
 
 static int store_db_finish_user(struct store_db *d, const struct store_batch_user *bu,
@@ -546,15 +551,11 @@ int store_db_prune_dedup(struct store_db *d, int64_t before_ms)
 
 int store_db_user_head(struct store_db *d, const char *uid, uint64_t *head)
 {
-	sqlite3_stmt *st = d->stmt[SQL_USER_GET];
-	int rc;
+	int64_t v;
+	int rc = store_db_user_int64(d->stmt[SQL_USER_GET], uid, &v);
 
-	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	*head = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+	*head = (uint64_t)v;
+	return rc;
 }
 
 int store_db_notify_slots(struct store_db *d, const char *uid,
