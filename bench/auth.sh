@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # What authentication costs (docs/benchmarks.md, "Authentication").
 #
 # Builds pigeon-bench and pigeon_auth.so (RelWithDebInfo, in build-bench/),

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The inbox benchmarks of docs/benchmarks.md ("Inbox"):
 #
 #   chat     1 sender -> 1 online recipient, QoS 1, 256-byte bodies, every

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by the bench/ scripts (sourced, not run).
 
 # stop_pid PID SECONDS: SIGTERM, wait up to SECONDS for the exit, then SIGKILL.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Access matrix. Subscription filters are judged by what they could match:
  * a filter is allowed only if every topic it matches is readable, so

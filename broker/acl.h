@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The access matrix of DESIGN §4, as one pure function of who is asking, what
  * access and which topic. Used by pigeon_auth's ACL callback; kept free of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * base64url on top of OpenSSL's EVP_EncodeBlock / EVP_DecodeBlock.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * base64url (RFC 4648 §5, no padding) as JWS uses it (RFC 7515 §2).
  * The coding itself is OpenSSL's; this file only maps the URL-safe alphabet

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Bloom filter with double hashing (Kirsch and Mitzenmacher): probe i is
  * h1 + i * h2, both halves of one 64-bit FNV-1a hash, masked to nbits.

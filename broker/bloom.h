@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A fixed-size Bloom filter over byte strings: "certainly not seen" or
  * "maybe seen". The store puts it in front of its dedup table so that a new

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Identity grammar: the one place that says what a uid, device or type is. */
 #include "ident.h"
 

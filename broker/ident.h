@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Identity grammar (DESIGN §3): uid, device and notification type are 1-64
  * characters of [A-Za-z0-9._-]; an MQTT client id is "<uid>:<device>".

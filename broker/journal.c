@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Journal segments: append with one write(2), replay with CRC checks, trim
  * by LSN. See journal.h for the format and the durability argument.

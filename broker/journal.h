@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The store's journal: the durability step that an acknowledgement waits
  * for. A record is one frame appended to the current segment file with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * JWS signing and verification over OpenSSL 3 EVP.
  *

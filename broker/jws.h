@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * JWS signatures (RFC 7515/7518/8037) for the three algorithms pigeon
  * accepts: HS256 (shared secret), ES256 (ECDSA P-256, raw r||s signatures)

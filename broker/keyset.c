@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Keys with ids (keyset.h). Every key is in one keyring `all`, which does
  * the verifying; each public key is also alone in a keyring of its own,

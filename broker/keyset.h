@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The verification keys pigeon_auth holds (one HS256 secret, any number of
  * ES256/EdDSA public keys), each with a stable identity, so that a session

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Failed-login limiter: a fixed window per address, opened by the first
  * failure. Entries are kept in insertion order (uthash keeps it), which is

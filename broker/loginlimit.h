@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Failed-login limit per client address (DESIGN §3, plugin_opt_login_fail_limit):
  * after `limit` failures within `window_s` seconds, every login from that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Log-line limiter: a token bucket plus a count of what it held back
  * (loglimit.h). The bucket starts full, so a client's first PG_LOGLIMIT_BURST

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Log-line limiter for repetitive per-client lines (refused publishes,
  * subscriptions and sends): a client that keeps doing what it may not must

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Metadata limits of a send; see msglimits.h. */
 #include "msglimits.h"
 

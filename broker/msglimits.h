@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The metadata limits of a send (broker/protocol.h, docs/protocol.md), in
  * one function shared by every send path, so a publish and a Send request

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Option value parsing shared by the plugins and tools. */
 #include "options.h"
 

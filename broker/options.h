@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Helpers for plugin options (plugin_opt_* values) and the small files they
  * name. Each returns 0, or -1 with a message for the operator in err.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Protocol constants shared by the plugins and clients (DESIGN §5-6):
  * Reply codes, request limits, and the topic that swallows a publish that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Token bucket arithmetic. */
 #include "ratelimit.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Revocation list: two uthash sets, jtis and per-uid "issued before" times. */
 #include "revoke.h"
 

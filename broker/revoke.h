@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Token revocation list (DESIGN §3), loaded from plugin_opt_revoked_file and
  * reloaded on SIGHUP. The file is text, one entry a line:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Session registry: one uthash by key, and per uid a list of that user's
  * sessions (a second uthash of users), so "is uid:device connected" and

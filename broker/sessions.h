@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The registry of authenticated, connected MQTT sessions, shared by every
  * pigeon plugin in the broker process.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The store's broker-thread side: per-user state in memory, accept / ack /
  * sync over the journal and the reader connection. See store.h.

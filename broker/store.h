@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The message store (DESIGN §6): per-user sequence numbers, stored CHAT and
  * NOTIFY messages with same-type merging, device cursors, dedup, retention,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The store thread: takes journaled records off the queue and applies them
  * to SQLite in one transaction per batch (up to STORE_BATCH_MAX records),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The store's SQL: schema and migrations, and every statement, prepared once
  * per connection and reused (reset after each use).

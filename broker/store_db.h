@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Every SQL statement of the store, prepared once per connection. The store
  * thread's connection writes (applies journal records, expires, prunes);

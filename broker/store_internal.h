@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internals shared by store.c (the broker-thread side) and store_apply.c
  * (the store thread). Not part of libpigeon's interface.

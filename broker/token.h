@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon's JWT rules (DESIGN §3): a compact JWS whose header names an
  * allowed algorithm and whose claims carry sub (the uid), exp, and optionally

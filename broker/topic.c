@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Topic grammar: parsing concrete topic names into what they address. */
 #include "topic.h"
 

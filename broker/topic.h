@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Topic grammar (DESIGN §4). Every pigeon topic lives under "im/<uid>/":
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon-bench subcommands living outside pigeon_bench.c. Each takes the
  * subcommand's argv (argv[0] is its name) and returns the exit status:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon-bench subcommands for the inbox (docs/benchmarks.md):
  *

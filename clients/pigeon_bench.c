@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon-bench: load generators and micro-benchmarks for pigeon. Each
  * subcommand measures one thing and prints plain result lines whose first

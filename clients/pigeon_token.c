@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon-token: mint and verify pigeon JWTs (DESIGN §3).
  *

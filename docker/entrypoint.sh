@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Container start: make sure the data volume has a signing key and belongs to
 # the mosquitto user (mosquitto switches to it before loading plugins), then
 # run the command (the broker by default). The volume holds the key and every

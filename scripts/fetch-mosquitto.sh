@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Unpacks a Mosquitto broker from Debian 12's bookworm-backports into a
 # private directory, without touching the system's apt sources or its
 # /usr/sbin/mosquitto, and prints the path of the unpacked binary.

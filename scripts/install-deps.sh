@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages listed in scripts/debian-packages.txt that
 # are not installed yet. Needs root (or sudo) only when something is missing.
 # Used by the README's commands, .ci/run and docker/Dockerfile alike.

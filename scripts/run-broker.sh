@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs the real mosquitto with pigeon's plugins on 127.0.0.1:1883 for
 # development: installs missing Debian packages, builds, creates the data
 # directory with a development HS256 signing key on first run, writes the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The whole pigeon test suite: unit tests of broker/ under ctest, then the
 # integration tests (pytest, the real mosquitto with the plugins on a free
 # 127.0.0.1 port, real MQTT clients) against every supported broker, first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * MOSQ_EVT_ACL_CHECK: every publish, subscription and delivery of a pigeon
  * client is judged by libpigeon's access matrix (broker/acl.c) with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * MOSQ_EVT_BASIC_AUTH: the MQTT CONNECT carries username = uid, password =
  * token, client id = "<uid>:<device>" (DESIGN §3). A login is admitted only

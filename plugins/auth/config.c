@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pigeon_auth options: parsing plugin_opt_* and loading the files they name. */
 #include "pigeon_auth.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon_auth: token authentication and the per-user ACL (DESIGN §3-4).
  * Internal header shared by the plugin's files.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon_auth entry points: load options and keys, register the callbacks,
  * reload keys and the revocation list on SIGHUP (disconnecting the sessions

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The one place that knows how Mosquitto 2.0.x releases differ for a plugin.
  * Every pigeon plugin links broker_compat.c; nothing else in plugins/ may

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The plugin API version check every pigeon plugin answers the same way. */
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>

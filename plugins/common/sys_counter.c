@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* $SYS/broker/pigeon/<leaf> counters; see sys_counter.h. */
 #include "sys_counter.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon's $SYS counters: one retained text message per counter under
  * $SYS/broker/pigeon/, like Mosquitto's own $SYS tree. Broker thread only.

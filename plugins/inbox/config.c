@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pigeon_inbox options (DESIGN §9): parsed once at start. */
 #include "pigeon_inbox.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * $SYS/broker/pigeon/... counters (DESIGN §4), published retained as text
  * every plugin_opt_sys_interval seconds, like Mosquitto's own $SYS tree.

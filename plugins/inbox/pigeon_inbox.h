@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon_inbox: message classes, the per-user ordered inbox, sync / ack /
  * send requests, dedup, retention, presence and counters (DESIGN §4-6, §9).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon_inbox entry points: open the store, register the callbacks, and
  * run the per-tick housekeeping (presence grace, counters, store trimming).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Presence (DESIGN §6): the retained im/<uid>/presence turns online when a
  * user's first device connects and offline only after the last one has been

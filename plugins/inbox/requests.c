@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Requests on $CONTROL/pigeon/v1 (DESIGN §5): every Request gets exactly one
  * Reply on im/<uid>/reply, published to the requesting client only,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Sends (DESIGN §4, §6): a publish on im/<to>/chat, im/<to>/notify/<type> or
  * im/<to>/instant becomes an Envelope from the authenticated sender, stored

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Integration test harness: the real mosquitto broker with pigeon's plugins
 on a free 127.0.0.1 port, real MQTT clients (paho-mqtt), tokens minted by an

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Helpers for the pigeon_inbox integration tests (test_inbox*.py, test_merge.py,
 test_presence.py, test_durability.py), on top of harness.py:

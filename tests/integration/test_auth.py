@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 pigeon_auth.so through the real broker (DESIGN §3, §4, §9): every login
 accepted or refused by a real MQTT CONNECT, the access matrix by real

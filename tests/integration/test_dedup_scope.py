@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Dedup scope (DESIGN §6): the key is (sender, recipient, msg_id). A backend
 that sends one msg-id to many users stores it once for each of them: every

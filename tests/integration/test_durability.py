@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Durability (DESIGN §6): an accepted message is journaled before its PUBACK,
 so a broker killed with SIGKILL in the middle of a QoS 1 storm loses no

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 pigeon_inbox through the real broker (DESIGN §4-6): sends become Envelopes
 on im/<to>/inbox in sequence order, INSTANT is never stored, devices have

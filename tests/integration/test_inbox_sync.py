@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Offline retention and sync (DESIGN §6): what a user missed is kept and
 paged to them by SyncRequest (limit default 100, max 1000, `more`,

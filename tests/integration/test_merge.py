@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Notification merging (DESIGN §6 NOTIFY): per (recipient, type) only the
 latest notification stays stored, with `merged` = how many earlier ones of

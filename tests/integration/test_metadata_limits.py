@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Limits on metadata (docs/protocol.md "Limits"): msg_id 1-128 bytes,
 content_type at most 255, push_title at most 256, push_body at most 1024

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Presence (DESIGN §6): the retained im/<uid>/presence turns online when the
 user's first device connects, offline only after the last one has been gone

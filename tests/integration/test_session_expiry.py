@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Sessions end with their token (issue 7, §2 point 10) and refusals do not
 flood the log (point 9), through the real broker:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 The project's set-up promises: one package list used by the README's commands,
 .ci/run and the Docker image (no drift); the README's run command working from

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Store faults on a real broker (docs/store.md, "When the store fails"): the
 journal cannot be written (disk full), and SQLite takes no writes (its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 pigeon-token (clients/pigeon_token.c) against PyJWT, an independent JWT
 implementation: what it mints PyJWT verifies, what PyJWT mints it verifies,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """
 Every Mosquitto 2.0.x (docs/mosquitto-versions.md): the plugins call only
 what the broker exports, the inbox knows who frees a rewritten publish's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The unit tests' whole framework: CHECK and a few typed variants that print
  * file:line, the expression and (for the typed ones) both values, and count

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The access matrix (acl.c, DESIGN §4) for role user and role service:
  * subscribe (wildcards and shared subscriptions included), write (publish)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * base64url (b64url.c): RFC 4648 test vectors in the URL-safe alphabet
  * without padding, round trips of every length and byte value, and refusal

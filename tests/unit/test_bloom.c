@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bloom filter: no false negatives ever; false positives near the design rate. */
 #include <stdio.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Journal segments (journal.c): append then replay returns every frame in
  * order with identical bytes; segments (by open and by real rotation at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Keys with ids (keyset.c): a token verifies exactly as with a keyring and
  * reports the id of the key that verified it (one or several keys of an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Failed-login limiter (loginlimit.c, DESIGN §3): blocking after N failures
  * within a window, per address, unblocking when the window ends, expiry,

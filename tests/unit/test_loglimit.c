@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Log-line limiter (loglimit.c): a full burst first, then one line per
  * interval; every line held back is counted and handed to the next line let

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The metadata limits of a send (broker/msglimits.c): each at and one byte past its bound. */
 #include <stddef.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Option values (options.c): whole numbers in a range, boolean words, rates
  * "N" and "N/S", the operator-facing error texts, and pg_read_file with its

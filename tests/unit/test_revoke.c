@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Revocation list (revoke.c, DESIGN §3): parsing a good file (comments,
  * blank lines, jti and sub entries), refusing a file with any bad line and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Session registry (sessions.c): add/find/remove, per-user counts across
  * devices, device_connected, replacing the session under a key, watchers on

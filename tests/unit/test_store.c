@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The message store (store.c, store_apply.c, store_db.c) through its public
  * interface: per-recipient CHAT seqs; sync paging (limit, max_bytes, more,

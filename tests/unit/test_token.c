@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * JWS and JWT (jws.c, token.c; DESIGN §3): the RFC 7515 / RFC 8037 example
  * signatures, mint/verify round trips for HS256, ES256 and EdDSA with every
