@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The access matrix of DESIGN §4, as one pure function of who is asking, what
+ * The access matrix (docs/auth.md "The ACL"), as one pure function of who is asking, what
  * access and which topic. Used by pigeon_auth's ACL callback; kept free of
  * Mosquitto types so the whole matrix is unit-tested here.
  *

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Identity grammar (DESIGN §3): uid, device and notification type are 1-64
- * characters of [A-Za-z0-9._-]; an MQTT client id is "<uid>:<device>".
+ * Identity grammar (docs/protocol.md "Limits", docs/auth.md): uid, device
+ * and notification type are 1-64 characters of [A-Za-z0-9._-]; an MQTT
+ * client id is "<uid>:<device>".
  */
 #ifndef PIGEON_IDENT_H
 #define PIGEON_IDENT_H

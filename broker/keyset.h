@@ -3,7 +3,7 @@
  * The verification keys pigeon_auth holds (one HS256 secret, any number of
  * ES256/EdDSA public keys), each with a stable identity, so that a session
  * can remember which key admitted it and a reload can tell whether that key
- * is still configured (DESIGN §3: rotation disconnects the sessions of a key
+ * is still configured (docs/auth.md "Key rotation": disconnects the sessions of a key
  * that was removed, and only those).
  *
  * A key's id is the first PG_KEY_ID_LEN bytes of SHA-256 over the key: the

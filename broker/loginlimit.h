@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Failed-login limit per client address (DESIGN §3, plugin_opt_login_fail_limit):
+ * Failed-login limit per client address (docs/auth.md, plugin_opt_login_fail_limit):
  * after `limit` failures within `window_s` seconds, every login from that
  * address is refused until the window of the first failure has passed.
  * Memory is bounded: at most PG_LOGINLIMIT_MAX_ADDRS addresses are tracked;

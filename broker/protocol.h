@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Protocol constants shared by the plugins and clients (DESIGN §5-6):
+ * Protocol constants shared by the plugins and clients (docs/protocol.md):
  * Reply codes, request limits, and the topic that swallows a publish that
  * was accepted but must not be routed (a duplicate).
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Token bucket (per-user send rate, DESIGN §3/§9): `rate` tokens a second,
+ * Token bucket (per-user send rate, docs/configuration.md): `rate` tokens a second,
  * holding at most `burst`. Caller owns the bucket; no allocation.
  */
 #ifndef PIGEON_RATELIMIT_H

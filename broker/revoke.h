@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Token revocation list (DESIGN §3), loaded from plugin_opt_revoked_file and
+ * Token revocation list (docs/auth.md "Revocation"), loaded from plugin_opt_revoked_file and
  * reloaded on SIGHUP. The file is text, one entry a line:
  *
  *   # comment

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The message store (DESIGN §6): per-user sequence numbers, stored CHAT and
+ * The message store (docs/protocol.md, docs/store.md): per-user sequence numbers, stored CHAT and
  * NOTIFY messages with same-type merging, device cursors, dedup, retention,
  * and the set of users marked online. One small interface over two layers:
  *

@@ -51,7 +51,7 @@ static const char *const schema_v1[] = {
 };
 
 /*
- * Schema 2: dedup keyed by (sender, recipient, msg_id) (DESIGN §6), and
+ * Schema 2: dedup keyed by (sender, recipient, msg_id) (docs/protocol.md), and
  * users.stored maintained by triggers in the statement that inserts or
  * deletes a message, recounted once here.
  */

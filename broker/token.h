@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * pigeon's JWT rules (DESIGN §3): a compact JWS whose header names an
+ * pigeon's JWT rules (docs/auth.md): a compact JWS whose header names an
  * allowed algorithm and whose claims carry sub (the uid), exp, and optionally
  * iat, nbf, dev (the one device it is good for), role and jti.
  *

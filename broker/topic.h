@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Topic grammar (DESIGN §4). Every pigeon topic lives under "im/<uid>/":
+ * Topic grammar (docs/protocol.md "Topics"). Every pigeon topic lives under "im/<uid>/":
  *
  *   im/<to>/chat            send a CHAT to <to>
  *   im/<to>/notify/<type>   send a NOTIFY of <type> to <to>

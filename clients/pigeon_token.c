@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * pigeon-token: mint and verify pigeon JWTs (DESIGN §3).
+ * pigeon-token: mint and verify pigeon JWTs (docs/auth.md).
  *
  *   pigeon-token mint   (--secret-file F | --key-file PEM) --sub UID
  *                       [--dev DEVICE] [--role user|service] [--ttl SECONDS]

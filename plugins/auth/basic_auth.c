@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * MOSQ_EVT_BASIC_AUTH: the MQTT CONNECT carries username = uid, password =
- * token, client id = "<uid>:<device>" (DESIGN §3). A login is admitted only
+ * token, client id = "<uid>:<device>" (docs/auth.md). A login is admitted only
  * if the address is under its failed-login limit, the token verifies, its
  * sub equals both the username and the client id's uid, its dev (if any)
  * equals the client id's device, and it is not revoked. Admitted sessions

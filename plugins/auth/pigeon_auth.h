@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * pigeon_auth: token authentication and the per-user ACL (DESIGN §3-4).
+ * pigeon_auth: token authentication and the per-user ACL (docs/auth.md).
  * Internal header shared by the plugin's files.
  */
 #ifndef PIGEON_AUTH_H
@@ -22,7 +22,7 @@
 
 #define AUTH_LOG_PREFIX "pigeon_auth: "
 
-/* Everything read from plugin_opt_* (DESIGN §9), parsed once at start and on reload. */
+/* Everything read from plugin_opt_* (docs/configuration.md), parsed once at start and on reload. */
 struct auth_config {
 	unsigned algs;
 	char *secret_file;

@@ -4,7 +4,7 @@
  * Every pigeon plugin links broker_compat.c; nothing else in plugins/ may
  * depend on a broker version.
  *
- * Two differences matter (docs/mosquitto-versions.md has the details):
+ * Two differences matter (docs/mosquitto.md has the details):
  *
  * - Exported symbols. Upstream's src/linker.syms exports the plugin API only
  *   (mosquitto_broker.h, mosquitto_property_add_*, mosquitto_property_free_all).

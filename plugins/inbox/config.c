@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pigeon_inbox options (DESIGN §9): parsed once at start. */
+/* pigeon_inbox options (docs/configuration.md): parsed once at start. */
 #include "pigeon_inbox.h"
 
 #include <stdlib.h>

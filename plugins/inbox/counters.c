@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * $SYS/broker/pigeon/... counters (DESIGN §4), published retained as text
+ * $SYS/broker/pigeon/... counters (docs/protocol.md "Counters"), published retained as text
  * every plugin_opt_sys_interval seconds, like Mosquitto's own $SYS tree.
  */
 #include "pigeon_inbox.h"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon_inbox: message classes, the per-user ordered inbox, sync / ack /
- * send requests, dedup, retention, presence and counters (DESIGN §4-6, §9).
+ * send requests, dedup, retention, presence and counters (docs/protocol.md, docs/configuration.md).
  * Internal header shared by the plugin's files.
  */
 #ifndef PIGEON_INBOX_H

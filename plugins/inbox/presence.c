@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Presence (DESIGN §6): the retained im/<uid>/presence turns online when a
+ * Presence (docs/protocol.md "Presence"): the retained im/<uid>/presence turns online when a
  * user's first device connects and offline only after the last one has been
  * gone for plugin_opt_presence_grace_ms, so a quick reconnect publishes
  * nothing. Connections come from libpigeon's session registry (pigeon_auth

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Requests on $CONTROL/pigeon/v1 (DESIGN §5): every Request gets exactly one
+ * Requests on $CONTROL/pigeon/v1 (docs/protocol.md): every Request gets exactly one
  * Reply on im/<uid>/reply, published to the requesting client only,
  * malformed and unknown requests included. The callback always returns
  * success: in Mosquitto 2.0.11 an error from a CONTROL callback disconnects

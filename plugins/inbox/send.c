@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Sends (DESIGN §4, §6): a publish on im/<to>/chat, im/<to>/notify/<type> or
+ * Sends (docs/protocol.md): a publish on im/<to>/chat, im/<to>/notify/<type> or
  * im/<to>/instant becomes an Envelope from the authenticated sender, stored
  * (CHAT, NOTIFY) with the recipient's next seq before this callback returns,
  * i.e. before Mosquitto sends the PUBACK.

@@ -84,7 +84,7 @@ def start_inbox_broker(pool, keys, name, extra_config=(), auth=None, **inbox_opt
 
 def send_properties(msg_id=None, ttl=None, content_type=None, push_title=None, push_body=None,
                     user=()):
-    """MQTT 5 PUBLISH properties of a send (DESIGN §4), or None if there are none."""
+    """MQTT 5 PUBLISH properties of a send (docs/protocol.md), or None if there are none."""
     pairs = [(k, str(v)) for k, v in (("msg-id", msg_id), ("ttl", ttl), ("push-title", push_title),
                                        ("push-body", push_body)) if v is not None]
     pairs += list(user)

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """
-pigeon_auth.so through the real broker (DESIGN §3, §4, §9): every login
+pigeon_auth.so through the real broker (docs/auth.md, docs/configuration.md): every login
 accepted or refused by a real MQTT CONNECT, the access matrix by real
 SUBSCRIBE/PUBLISH, revocation on SIGHUP, the failed-login limit, and the
 broker refusing to start on a bad configuration. Tokens are minted by PyJWT,

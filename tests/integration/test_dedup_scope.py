@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """
-Dedup scope (DESIGN §6): the key is (sender, recipient, msg_id). A backend
+Dedup scope (docs/protocol.md): the key is (sender, recipient, msg_id). A backend
 that sends one msg-id to many users stores it once for each of them: every
 recipient gets its own seq and none is a duplicate; a resend to any of them
 is a duplicate of that recipient's own message, on both send paths, and

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """
-Durability (DESIGN §6): an accepted message is journaled before its PUBACK,
+Durability (docs/store.md): an accepted message is journaled before its PUBACK,
 so a broker killed with SIGKILL in the middle of a QoS 1 storm loses no
 acknowledged message, stores none twice, and never reuses or skips-then-
 fills a sequence number after the restart (with plugin_opt_sync normal and

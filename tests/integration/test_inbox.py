@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """
-pigeon_inbox through the real broker (DESIGN §4-6): sends become Envelopes
+pigeon_inbox through the real broker (docs/protocol.md): sends become Envelopes
 on im/<to>/inbox in sequence order, INSTANT is never stored, devices have
 their own cursors, replies go to the requesting device only, resends are
 deduplicated, bad input gets clear errors without a disconnect, and the

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """
-Offline retention and sync (DESIGN §6): what a user missed is kept and
+Offline retention and sync (docs/protocol.md): what a user missed is kept and
 paged to them by SyncRequest (limit default 100, max 1000, `more`,
 `head_seq`); live delivery plus sync give every message exactly once and in
 order across disconnects; TTL and the per-user cap drop messages, and

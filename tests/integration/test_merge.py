@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """
-Notification merging (DESIGN §6 NOTIFY): per (recipient, type) only the
+Notification merging (docs/protocol.md, NOTIFY): per (recipient, type) only the
 latest notification stays stored, with `merged` = how many earlier ones of
 that type it replaced that no device had acknowledged. Replaced messages
 leave holes in the sequence; every notification still takes the next seq.

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """
-Presence (DESIGN §6): the retained im/<uid>/presence turns online when the
+Presence (docs/protocol.md "Presence"): the retained im/<uid>/presence turns online when the
 user's first device connects, offline only after the last one has been gone
 for plugin_opt_presence_grace_ms (quick reconnects make no events), and
 after a broker crash and restart no user is left shown online.

@@ -2,7 +2,7 @@
 """
 pigeon-token (clients/pigeon_token.c) against PyJWT, an independent JWT
 implementation: what it mints PyJWT verifies, what PyJWT mints it verifies,
-and what is bad it refuses with the reason (DESIGN §3).
+and what is bad it refuses with the reason (docs/auth.md).
 
   mint    prints the token, exit 0
   verify  prints the claims as JSON, exit 0; "invalid: <status>: <why>", exit 1

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """
-Every Mosquitto 2.0.x (docs/mosquitto-versions.md): the plugins call only
+Every Mosquitto 2.0.x (docs/mosquitto.md): the plugins call only
 what the broker exports, the inbox knows who frees a rewritten publish's
 topic and properties on the broker under test, and when it cannot tell it
 routes without rewriting and still keeps the contract.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The access matrix (acl.c, DESIGN §4) for role user and role service:
+ * The access matrix (acl.c, docs/auth.md) for role user and role service:
  * subscribe (wildcards and shared subscriptions included), write (publish)
  * and read (delivery), each case with the outcome and, on refusal, the
  * reason's gist.

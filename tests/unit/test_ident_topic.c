@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Identity and topic grammar (ident.c, topic.c; DESIGN §3-4): what a uid is,
+ * Identity and topic grammar (ident.c, topic.c; docs/protocol.md): what a uid is,
  * how a client id splits, and how every topic kind parses, malformed ones
  * included.
  */

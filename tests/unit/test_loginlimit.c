@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Failed-login limiter (loginlimit.c, DESIGN §3): blocking after N failures
+ * Failed-login limiter (loginlimit.c, docs/auth.md): blocking after N failures
  * within a window, per address, unblocking when the window ends, expiry,
  * the memory bound, and limit 0 meaning off.
  */

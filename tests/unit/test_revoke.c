@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Revocation list (revoke.c, DESIGN §3): parsing a good file (comments,
+ * Revocation list (revoke.c, docs/auth.md): parsing a good file (comments,
  * blank lines, jti and sub entries), refusing a file with any bad line and
  * naming that line, and checking tokens by jti and by sub + iat.
  */

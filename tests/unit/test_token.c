@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * JWS and JWT (jws.c, token.c; DESIGN §3): the RFC 7515 / RFC 8037 example
+ * JWS and JWT (jws.c, token.c; docs/auth.md): the RFC 7515 / RFC 8037 example
  * signatures, mint/verify round trips for HS256, ES256 and EdDSA with every
  * claim, and refusal of each kind of bad token with its status and detail:
  * tampering, alg none, unknown or unconfigured algorithms (including HS256
