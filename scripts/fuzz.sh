@@ -71,10 +71,13 @@ for t in "${targets[@]}"; do
 	cp tests/fuzz/corpus/"$t"/* "$dir/corpus/"
 	seeds=$(find "$dir/corpus" -type f | wc -l)
 	echo "== fuzz_$t: ${seconds}s from $seeds seeds"
+	opts=(-max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout=20 -rss_limit_mb=2048
+		-print_final_stats=1 -artifact_prefix="$dir/artifacts/")
+	if [ -f "tests/fuzz/$t.dict" ]; then
+		opts+=(-dict="tests/fuzz/$t.dict")
+	fi
 	rc=0
-	"$build/bin/fuzz_$t" -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout=20 \
-		-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/artifacts/" \
-		"$dir/corpus" >"$dir/log" 2>&1 || rc=$?
+	"$build/bin/fuzz_$t" "${opts[@]}" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
 	bad=$(find "$dir/artifacts" -type f \( -name 'crash-*' -o -name 'leak-*' -o \
 		-name 'timeout-*' -o -name 'oom-*' \) | sort)
 	if [ $rc -ne 0 ] || [ -n "$bad" ]; then

@@ -9,14 +9,16 @@
  * the session (alice:phone, alice:tablet, bob:phone as users,
  * backend:api as a service), bits 2-4 the operation (0-3: a Request follows
  * as a 16-bit little-endian length and that many bytes; 4: wait until the
- * store thread has applied everything; 5: housekeeping tick; 6: close and
- * reopen the store, replaying its journal; 7: nothing), bits 5-7 how many
- * seconds the clock moves on first. Every input starts from an empty store.
+ * store thread has applied everything, comparing the requester's sync
+ * before and after; 5: housekeeping tick; 6: close and reopen the store,
+ * replaying its journal; 7: nothing), bits 5-7 how many seconds the clock
+ * moves on first. Every input starts from an empty store.
  *
  * Checks, beyond memory safety and leaks: sync returns ascending seqs above
  * after_seq, within the limit, addressed to the requester, not above the
  * head; an accepted CHAT/NOTIFY takes head + 1 and its envelope says what
- * was sent; acks never move a cursor back; heads survive a reopen.
+ * was sent; acks never move a cursor back; applying pending records to
+ * SQLite makes no message appear in a sync; heads survive a reopen.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -281,6 +283,37 @@ static void handle_request(struct pg_store *st, const struct session *s, const u
 	}
 }
 
+/*
+ * Lets the store thread apply everything, and checks that nothing uid could
+ * sync before appears only afterwards: a sync merges SQLite with what is
+ * still pending, and must not depend on how far the store thread got. (The
+ * other way round is allowed: applying enforces the per-user cap.)
+ */
+static void flush_and_compare(struct pg_store *st, const char *uid, int64_t now_ms)
+{
+	Pigeon__SyncReply *before = NULL, *after = NULL;
+	size_t i, j = 0;
+
+	FUZZ_CHECK(pg_store_sync(st, uid, 0, PG_SYNC_LIMIT_MAX, 1u << 30, now_ms, &before) ==
+	           PG_STORE_OK);
+	pg_store_flush(st);
+	FUZZ_CHECK(pg_store_sync(st, uid, 0, PG_SYNC_LIMIT_MAX, 1u << 30, now_ms, &after) ==
+	           PG_STORE_OK);
+	FUZZ_CHECK(after->head_seq == before->head_seq);
+	FUZZ_CHECK(!before->more && !after->more);
+	for (i = 0; i < after->n_messages; i++) {
+		while (j < before->n_messages &&
+		       before->messages[j]->seq < after->messages[i]->seq) {
+			j++;
+		}
+		FUZZ_CHECK(j < before->n_messages &&
+		           before->messages[j]->seq == after->messages[i]->seq);
+		FUZZ_CHECK(before->messages[j]->body.len == after->messages[i]->body.len);
+	}
+	pg_store_sync_free(before);
+	pg_store_sync_free(after);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct pg_store *st = store_open();
@@ -307,7 +340,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			handle_request(st, s, data + pos, len, now_ms);
 			pos += len;
 		} else if (action == 4) {
-			pg_store_flush(st);
+			flush_and_compare(st, s->uid, now_ms);
 		} else if (action == 5) {
 			now_ms += 11 * 60 * 1000; /* past the idle eviction of users */
 			pg_store_tick(st, now_ms);
