@@ -17,6 +17,8 @@
 #ifndef PIGEON_ACL_H
 #define PIGEON_ACL_H
 
+#include "export.h"
+
 #include <stdbool.h>
 
 #include "ident.h"
@@ -40,15 +42,15 @@ struct pg_acl_subject {
  * A who->uid that is not a valid uid (ident.h) is refused everything but
  * UNSUBSCRIBE.
  */
-bool pg_acl_allows(const struct pg_acl_subject *who, enum pg_access access, const char *topic,
-                   bool retain, const char **reason);
+PG_EXPORT bool pg_acl_allows(const struct pg_acl_subject *who, enum pg_access access,
+                             const char *topic, bool retain, const char **reason);
 
 /*
  * The process-wide "may users send NOTIFY" policy: pigeon_auth sets it from
  * plugin_opt_user_notify, and pigeon_inbox applies the same rule to Send
  * requests. Broker thread only.
  */
-void pg_acl_set_user_notify(bool allowed);
-bool pg_acl_user_notify(void);
+PG_EXPORT void pg_acl_set_user_notify(bool allowed);
+PG_EXPORT bool pg_acl_user_notify(void);
 
 #endif

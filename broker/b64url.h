@@ -7,6 +7,8 @@
 #ifndef PIGEON_B64URL_H
 #define PIGEON_B64URL_H
 
+#include "export.h"
+
 #include <stddef.h>
 
 /* Bytes needed to decode inlen characters (an upper bound). */
@@ -21,13 +23,13 @@
  * non-canonical encoding) are refused. Returns 0 and sets *outlen,
  * or -1 on malformed input or a too small out.
  */
-int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
-                     size_t *outlen);
+PG_EXPORT int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
+                               size_t *outlen);
 
 /*
  * Encodes in[0..inlen) into out (capacity outcap, NUL-terminated, no
  * padding). Returns the length written, or -1 if out is too small.
  */
-int pg_b64url_encode(const unsigned char *in, size_t inlen, char *out, size_t outcap);
+PG_EXPORT int pg_b64url_encode(const unsigned char *in, size_t inlen, char *out, size_t outcap);
 
 #endif

@@ -7,6 +7,8 @@
 #ifndef PIGEON_BLOOM_H
 #define PIGEON_BLOOM_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,11 +20,11 @@ struct pg_bloom {
 };
 
 /* Sets up a filter of 2^log2_bits bits and k probes. Returns 0, or -1 (no memory). */
-int pg_bloom_init(struct pg_bloom *b, unsigned log2_bits, unsigned k);
-void pg_bloom_free(struct pg_bloom *b);
-void pg_bloom_clear(struct pg_bloom *b);
-void pg_bloom_add(struct pg_bloom *b, const void *key, size_t len);
+PG_EXPORT int pg_bloom_init(struct pg_bloom *b, unsigned log2_bits, unsigned k);
+PG_EXPORT void pg_bloom_free(struct pg_bloom *b);
+PG_EXPORT void pg_bloom_clear(struct pg_bloom *b);
+PG_EXPORT void pg_bloom_add(struct pg_bloom *b, const void *key, size_t len);
 /* False: key was never added since the last clear. True: it may have been. */
-bool pg_bloom_maybe(const struct pg_bloom *b, const void *key, size_t len);
+PG_EXPORT bool pg_bloom_maybe(const struct pg_bloom *b, const void *key, size_t len);
 
 #endif

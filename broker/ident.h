@@ -7,6 +7,8 @@
 #ifndef PIGEON_IDENT_H
 #define PIGEON_IDENT_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -20,20 +22,20 @@ enum pg_role {
 };
 
 /* True if s[0..len) is a valid uid / device / type. */
-bool pg_ident_valid(const char *s, size_t len);
+PG_EXPORT bool pg_ident_valid(const char *s, size_t len);
 
 /* Same, for a NUL-terminated string (NULL is not valid). */
-bool pg_ident_valid_str(const char *s);
+PG_EXPORT bool pg_ident_valid_str(const char *s);
 
 /*
  * Splits a client id "<uid>:<device>" into uid and device, each validated.
  * Returns 0, or -1 if the client id does not have that shape.
  */
-int pg_client_id_split(const char *client_id, char uid[PG_IDENT_MAX + 1],
-                       char device[PG_IDENT_MAX + 1]);
+PG_EXPORT int pg_client_id_split(const char *client_id, char uid[PG_IDENT_MAX + 1],
+                                 char device[PG_IDENT_MAX + 1]);
 
 /* "user" / "service" for a role; the reverse returns -1 for anything else. */
-const char *pg_role_name(enum pg_role role);
-int pg_role_parse(const char *s, enum pg_role *out);
+PG_EXPORT const char *pg_role_name(enum pg_role role);
+PG_EXPORT int pg_role_parse(const char *s, enum pg_role *out);
 
 #endif

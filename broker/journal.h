@@ -20,6 +20,8 @@
 #ifndef PIGEON_JOURNAL_H
 #define PIGEON_JOURNAL_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,21 +36,22 @@ struct pg_journal;
  * Opens a journal that writes a new segment starting at first_lsn.
  * sync_full makes every append fdatasync. Returns 0, or -1 with err set.
  */
-int pg_journal_open(const char *prefix, uint64_t first_lsn, bool sync_full, struct pg_journal **out,
-                    char *err, size_t errlen);
+PG_EXPORT int pg_journal_open(const char *prefix, uint64_t first_lsn, bool sync_full,
+                              struct pg_journal **out, char *err, size_t errlen);
 
 /* Closes the current segment (the file stays until trimmed). */
-void pg_journal_close(struct pg_journal *j);
+PG_EXPORT void pg_journal_close(struct pg_journal *j);
 
 /*
  * Appends one frame holding payload[0..len); lsn is the record's LSN (used
  * to name a new segment when this append rotates). Returns 0 once the frame
  * is in the kernel (and on disk with sync_full), or -1 with errno set.
  */
-int pg_journal_append(struct pg_journal *j, uint64_t lsn, const uint8_t *payload, size_t len);
+PG_EXPORT int pg_journal_append(struct pg_journal *j, uint64_t lsn, const uint8_t *payload,
+                                size_t len);
 
 /* Bytes appended to the current segment. */
-uint64_t pg_journal_segment_bytes(const struct pg_journal *j);
+PG_EXPORT uint64_t pg_journal_segment_bytes(const struct pg_journal *j);
 
 /*
  * Calls fn for each intact frame of every segment under prefix, oldest
@@ -56,14 +59,15 @@ uint64_t pg_journal_segment_bytes(const struct pg_journal *j);
  * Returns 0, or -1 with err set when a segment cannot be read.
  * *torn (if not NULL) counts segments that ended in a torn/corrupt frame.
  */
-int pg_journal_replay(const char *prefix, int (*fn)(const uint8_t *payload, size_t len, void *ud),
-                      void *ud, int *torn, char *err, size_t errlen);
+PG_EXPORT int pg_journal_replay(const char *prefix,
+                                int (*fn)(const uint8_t *payload, size_t len, void *ud), void *ud,
+                                int *torn, char *err, size_t errlen);
 
 /*
  * Removes every segment all of whose records have LSN <= applied_lsn (a
  * segment's records end where the next segment begins; the newest is never
  * removed). Returns the number of files removed.
  */
-int pg_journal_trim(const char *prefix, uint64_t applied_lsn);
+PG_EXPORT int pg_journal_trim(const char *prefix, uint64_t applied_lsn);
 
 #endif

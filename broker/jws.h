@@ -13,6 +13,8 @@
 #ifndef PIGEON_JWS_H
 #define PIGEON_JWS_H
 
+#include "export.h"
+
 #include <stddef.h>
 
 enum pg_alg {
@@ -23,51 +25,52 @@ enum pg_alg {
 #define PG_ALG_ALL (PG_ALG_HS256 | PG_ALG_ES256 | PG_ALG_EDDSA)
 
 /* The JOSE name of alg ("HS256", "ES256", "EdDSA"). */
-const char *pg_alg_name(unsigned alg);
+PG_EXPORT const char *pg_alg_name(unsigned alg);
 /* The alg named name[0..len), or 0 if pigeon does not know it. */
-unsigned pg_alg_from_name(const char *name, size_t len);
+PG_EXPORT unsigned pg_alg_from_name(const char *name, size_t len);
 /*
  * Parses a comma list ("HS256,EdDSA", spaces allowed) into a set of algs.
  * Returns 0, or -1 with a message in err for an unknown or empty list.
  */
-int pg_alg_parse_list(const char *list, unsigned *out, char *err, size_t errlen);
+PG_EXPORT int pg_alg_parse_list(const char *list, unsigned *out, char *err, size_t errlen);
 
 struct pg_keyring;
 
 /* A new, empty keyring (NULL on allocation failure); free with pg_keyring_free. */
-struct pg_keyring *pg_keyring_new(void);
-void pg_keyring_free(struct pg_keyring *kr);
+PG_EXPORT struct pg_keyring *pg_keyring_new(void);
+PG_EXPORT void pg_keyring_free(struct pg_keyring *kr);
 /* Sets the HS256 secret (copied). Returns 0, or -1 if len is 0. */
-int pg_keyring_set_secret(struct pg_keyring *kr, const unsigned char *secret, size_t len);
+PG_EXPORT int pg_keyring_set_secret(struct pg_keyring *kr, const unsigned char *secret, size_t len);
 /*
  * Adds every "PUBLIC KEY" PEM block in pem[0..len): P-256 EC keys serve
  * ES256, Ed25519 keys serve EdDSA. Returns the number of keys added (>= 1),
  * or -1 with a message in err if the text holds no usable key.
  */
-int pg_keyring_add_public_pem(struct pg_keyring *kr, const char *pem, size_t len, char *err,
-                              size_t errlen);
+PG_EXPORT int pg_keyring_add_public_pem(struct pg_keyring *kr, const char *pem, size_t len,
+                                        char *err, size_t errlen);
 /* The set of algorithms this keyring holds at least one key for. */
-unsigned pg_keyring_algs(const struct pg_keyring *kr);
+PG_EXPORT unsigned pg_keyring_algs(const struct pg_keyring *kr);
 
 /*
  * Verifies sig over input with alg. Returns 0 if a key of alg accepts it,
  * -1 if none does, -2 if the keyring has no key for alg.
  */
-int pg_jws_verify(const struct pg_keyring *kr, unsigned alg, const unsigned char *input,
-                  size_t inlen, const unsigned char *sig, size_t siglen);
+PG_EXPORT int pg_jws_verify(const struct pg_keyring *kr, unsigned alg, const unsigned char *input,
+                            size_t inlen, const unsigned char *sig, size_t siglen);
 
 struct pg_signkey;
 
 /* A signing key from an HS256 secret (copied). */
-struct pg_signkey *pg_signkey_from_secret(const unsigned char *secret, size_t len);
+PG_EXPORT struct pg_signkey *pg_signkey_from_secret(const unsigned char *secret, size_t len);
 /*
  * A signing key from a PEM private key: P-256 EC signs ES256, Ed25519 signs
  * EdDSA. NULL with a message in err if the key is unusable.
  */
-struct pg_signkey *pg_signkey_from_pem(const char *pem, size_t len, char *err, size_t errlen);
-void pg_signkey_free(struct pg_signkey *key);
+PG_EXPORT struct pg_signkey *pg_signkey_from_pem(const char *pem, size_t len, char *err,
+                                                 size_t errlen);
+PG_EXPORT void pg_signkey_free(struct pg_signkey *key);
 /* The algorithm this key signs with. */
-unsigned pg_signkey_alg(const struct pg_signkey *key);
+PG_EXPORT unsigned pg_signkey_alg(const struct pg_signkey *key);
 
 /* Largest JWS signature pigeon produces (ES256/EdDSA: 64 bytes). */
 #define PG_JWS_SIG_MAX 64
@@ -76,7 +79,7 @@ unsigned pg_signkey_alg(const struct pg_signkey *key);
  * Signs input into sig (PG_JWS_SIG_MAX bytes) and sets *siglen.
  * Returns 0, or -1 on a cryptographic failure.
  */
-int pg_jws_sign(const struct pg_signkey *key, const unsigned char *input, size_t inlen,
-                unsigned char sig[PG_JWS_SIG_MAX], size_t *siglen);
+PG_EXPORT int pg_jws_sign(const struct pg_signkey *key, const unsigned char *input, size_t inlen,
+                          unsigned char sig[PG_JWS_SIG_MAX], size_t *siglen);
 
 #endif

@@ -22,6 +22,8 @@
 #ifndef PIGEON_KEYSET_H
 #define PIGEON_KEYSET_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,16 +41,16 @@ struct pg_key_id {
 struct pg_keyset;
 
 /* A new, empty keyset, or NULL when out of memory. */
-struct pg_keyset *pg_keyset_new(void);
-void pg_keyset_free(struct pg_keyset *ks);
+PG_EXPORT struct pg_keyset *pg_keyset_new(void);
+PG_EXPORT void pg_keyset_free(struct pg_keyset *ks);
 
 /*
  * Sets the HS256 secret (copied; at most one: a second replaces the first).
  * Returns 0, or -1 with a message in err (empty secret, out of memory); on
  * failure the keyset is unchanged.
  */
-int pg_keyset_set_secret(struct pg_keyset *ks, const unsigned char *secret, size_t len, char *err,
-                         size_t errlen);
+PG_EXPORT int pg_keyset_set_secret(struct pg_keyset *ks, const unsigned char *secret, size_t len,
+                                   char *err, size_t errlen);
 
 /*
  * Adds every "PUBLIC KEY" PEM block of pem[0..len), as
@@ -56,26 +58,27 @@ int pg_keyset_set_secret(struct pg_keyset *ks, const unsigned char *secret, size
  * added (>= 1), or -1 with a message in err; after a failure the keyset must
  * be freed, not used.
  */
-int pg_keyset_add_public_pem(struct pg_keyset *ks, const char *pem, size_t len, char *err,
-                             size_t errlen);
+PG_EXPORT int pg_keyset_add_public_pem(struct pg_keyset *ks, const char *pem, size_t len, char *err,
+                                       size_t errlen);
 
 /* The algorithms the keyset holds a key for (PG_ALG_*). */
-unsigned pg_keyset_algs(const struct pg_keyset *ks);
+PG_EXPORT unsigned pg_keyset_algs(const struct pg_keyset *ks);
 
 /* Number of keys (the secret counts as one). */
-size_t pg_keyset_count(const struct pg_keyset *ks);
+PG_EXPORT size_t pg_keyset_count(const struct pg_keyset *ks);
 
 /*
  * pg_token_verify against every key of the set. On PG_TOKEN_OK also sets
  * *key_id to the id of the key that verified the token.
  */
-enum pg_token_status pg_keyset_verify(const struct pg_keyset *ks,
-                                      const struct pg_token_policy *policy, const char *token,
-                                      size_t len, int64_t now_s, struct pg_claims *claims,
-                                      struct pg_key_id *key_id, const char **detail);
+PG_EXPORT enum pg_token_status pg_keyset_verify(const struct pg_keyset *ks,
+                                                const struct pg_token_policy *policy,
+                                                const char *token, size_t len, int64_t now_s,
+                                                struct pg_claims *claims, struct pg_key_id *key_id,
+                                                const char **detail);
 
 /* True if a key with this id is in the set. */
-bool pg_keyset_has(const struct pg_keyset *ks, const struct pg_key_id *key_id);
+PG_EXPORT bool pg_keyset_has(const struct pg_keyset *ks, const struct pg_key_id *key_id);
 
 /* The keyring holding every key of the set (for callers that need no ids). */
 const struct pg_keyring *pg_keyset_keyring(const struct pg_keyset *ks);

@@ -19,6 +19,8 @@
 #ifndef PIGEON_LOGLIMIT_H
 #define PIGEON_LOGLIMIT_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,19 +47,21 @@ struct pg_loglimit_note {
  * logged; then *note says how many were held back before it (and the limiter
  * forgets them). Returns false if it must not be logged: it is counted.
  */
-bool pg_loglimit_allow(struct pg_loglimit *ll, int64_t now_ms, struct pg_loglimit_note *note);
+PG_EXPORT bool pg_loglimit_allow(struct pg_loglimit *ll, int64_t now_ms,
+                                 struct pg_loglimit_note *note);
 
 /*
  * Takes what is held back without letting a line through (the source is
  * going away): fills *note (held 0 if nothing) and forgets it.
  */
-void pg_loglimit_flush(struct pg_loglimit *ll, int64_t now_ms, struct pg_loglimit_note *note);
+PG_EXPORT void pg_loglimit_flush(struct pg_loglimit *ll, int64_t now_ms,
+                                 struct pg_loglimit_note *note);
 
 /*
  * Writes "<held> more <what> from <who> suppressed in the last <T> s" into
  * buf (cap bytes, always NUL-terminated, truncated if short). Returns buf.
  */
-const char *pg_loglimit_summary(const struct pg_loglimit_note *note, const char *what,
-                                const char *who, char *buf, size_t cap);
+PG_EXPORT const char *pg_loglimit_summary(const struct pg_loglimit_note *note, const char *what,
+                                          const char *who, char *buf, size_t cap);
 
 #endif

@@ -7,6 +7,8 @@
 #ifndef PIGEON_MSGLIMITS_H
 #define PIGEON_MSGLIMITS_H
 
+#include "export.h"
+
 #include "store.h"
 
 /*
@@ -15,6 +17,6 @@
  * field is absent and always fine; an empty msg_id is checked by the caller
  * where the wire can tell it from an absent one (an MQTT user property).
  */
-const char *pg_msg_metadata_error(const struct pg_store_msg *msg);
+PG_EXPORT const char *pg_msg_metadata_error(const struct pg_store_msg *msg);
 
 #endif

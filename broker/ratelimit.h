@@ -6,6 +6,8 @@
 #ifndef PIGEON_RATELIMIT_H
 #define PIGEON_RATELIMIT_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -15,6 +17,6 @@ struct pg_bucket {
 };
 
 /* Takes one token if there is one. rate 0 means unlimited. */
-bool pg_bucket_take(struct pg_bucket *b, double rate, double burst, int64_t now_ms);
+PG_EXPORT bool pg_bucket_take(struct pg_bucket *b, double rate, double burst, int64_t now_ms);
 
 #endif

@@ -14,6 +14,8 @@
 #ifndef PIGEON_REVOKE_H
 #define PIGEON_REVOKE_H
 
+#include "export.h"
+
 #include <stddef.h>
 
 #include "token.h"
@@ -24,17 +26,18 @@ struct pg_revoked;
  * Parses text[0..len). Returns a new list (free with pg_revoked_free), or
  * NULL with a message naming the line in err.
  */
-struct pg_revoked *pg_revoked_parse(const char *text, size_t len, char *err, size_t errlen);
-void pg_revoked_free(struct pg_revoked *list);
+PG_EXPORT struct pg_revoked *pg_revoked_parse(const char *text, size_t len, char *err,
+                                              size_t errlen);
+PG_EXPORT void pg_revoked_free(struct pg_revoked *list);
 
 /* Entries in the list (jti and sub lines). */
-size_t pg_revoked_count(const struct pg_revoked *list);
+PG_EXPORT size_t pg_revoked_count(const struct pg_revoked *list);
 
 /*
  * NULL if a token with this jti / sub / iat is not revoked, else a static
  * text saying why. list may be NULL (nothing revoked).
  */
-const char *pg_revoked_check(const struct pg_revoked *list, const char *jti, const char *sub,
-                             int has_iat, int64_t iat);
+PG_EXPORT const char *pg_revoked_check(const struct pg_revoked *list, const char *jti,
+                                       const char *sub, int has_iat, int64_t iat);
 
 #endif

@@ -25,6 +25,8 @@
 #ifndef PIGEON_SESSIONS_H
 #define PIGEON_SESSIONS_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,30 +65,30 @@ typedef void (*pg_session_watch_fn)(enum pg_session_event ev, const struct pg_se
  * removed, then added. Returns 0, or -1 when out of memory (then key has no
  * session: the old one is gone). Watchers are called after the change.
  */
-int pg_sessions_add(const void *key, const struct pg_claims *claims, const char *device,
-                    const struct pg_key_id *key_id, int64_t now_ms);
+PG_EXPORT int pg_sessions_add(const void *key, const struct pg_claims *claims, const char *device,
+                              const struct pg_key_id *key_id, int64_t now_ms);
 
 /* Forgets key (no-op if unknown), calling watchers first. */
-void pg_sessions_remove(const void *key);
+PG_EXPORT void pg_sessions_remove(const void *key);
 
 /* The session under key, or NULL. Valid until it is removed. */
-const struct pg_session *pg_sessions_find(const void *key);
+PG_EXPORT const struct pg_session *pg_sessions_find(const void *key);
 
 /* How many sessions uid has open (all devices). */
-size_t pg_sessions_user_count(const char *uid);
+PG_EXPORT size_t pg_sessions_user_count(const char *uid);
 
 /* True if uid has a session from device open. */
-bool pg_sessions_device_connected(const char *uid, const char *device);
+PG_EXPORT bool pg_sessions_device_connected(const char *uid, const char *device);
 
 /* Total sessions open. */
-size_t pg_sessions_count(void);
+PG_EXPORT size_t pg_sessions_count(void);
 
 /*
  * Calls fn for each session (of uid, if uid is not NULL). fn must not add or
  * remove sessions; collect what to change and do it afterwards.
  */
-void pg_sessions_foreach(const char *uid, void (*fn)(const struct pg_session *s, void *ud),
-                         void *ud);
+PG_EXPORT void pg_sessions_foreach(const char *uid,
+                                   void (*fn)(const struct pg_session *s, void *ud), void *ud);
 
 /*
  * Calls fn, earliest exp first, for up to max sessions whose token's exp is
@@ -95,31 +97,34 @@ void pg_sessions_foreach(const char *uid, void (*fn)(const struct pg_session *s,
  * disconnect it leads to arrives). Returns how many were reported. fn must
  * not add or remove sessions. Cost: O(log n) per session reported.
  */
-size_t pg_sessions_take_expired(int64_t before_s, size_t max,
-                                void (*fn)(const struct pg_session *s, void *ud), void *ud);
+PG_EXPORT size_t pg_sessions_take_expired(int64_t before_s, size_t max,
+                                          void (*fn)(const struct pg_session *s, void *ud),
+                                          void *ud);
 
 /* The earliest exp among sessions not yet taken by take_expired, or INT64_MAX. */
-int64_t pg_sessions_next_exp(void);
+PG_EXPORT int64_t pg_sessions_next_exp(void);
 
 /*
  * May one more refusal line about the client under key be logged at now_ms?
  * (pg_loglimit_allow on the session's limiter; *note as there.) A key with
  * no session is always allowed, with nothing held.
  */
-bool pg_sessions_log_allow(const void *key, int64_t now_ms, struct pg_loglimit_note *note);
+PG_EXPORT bool pg_sessions_log_allow(const void *key, int64_t now_ms,
+                                     struct pg_loglimit_note *note);
 
 /* Takes what the session's limiter held back (held 0 if nothing or no session). */
-void pg_sessions_log_flush(const void *key, int64_t now_ms, struct pg_loglimit_note *note);
+PG_EXPORT void pg_sessions_log_flush(const void *key, int64_t now_ms,
+                                     struct pg_loglimit_note *note);
 
 /*
  * Adds a watcher called on every add/remove. Returns 0, or -1 if too many.
  * Watchers must not add or remove sessions from inside the call.
  */
-int pg_sessions_watch(pg_session_watch_fn fn, void *userdata);
+PG_EXPORT int pg_sessions_watch(pg_session_watch_fn fn, void *userdata);
 /* Removes a watcher added with the same fn and userdata. */
-void pg_sessions_unwatch(pg_session_watch_fn fn, void *userdata);
+PG_EXPORT void pg_sessions_unwatch(pg_session_watch_fn fn, void *userdata);
 
 /* Forgets every session and watcher, without calling watchers (shutdown, tests). */
-void pg_sessions_reset(void);
+PG_EXPORT void pg_sessions_reset(void);
 
 #endif

@@ -27,6 +27,8 @@
 #ifndef PIGEON_STORE_H
 #define PIGEON_STORE_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,11 +55,11 @@ struct pg_store_config {
  * Opens (creating or migrating) the database, replays the journal, starts
  * the store thread. Returns 0, or -1 with err set.
  */
-int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char *err,
-                  size_t errlen);
+PG_EXPORT int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char *err,
+                            size_t errlen);
 
 /* Applies everything journaled, stops the store thread, closes. NULL is a no-op. */
-void pg_store_close(struct pg_store *st);
+PG_EXPORT void pg_store_close(struct pg_store *st);
 
 /* A message to accept (borrowed strings; NULL or "" for absent ones). */
 struct pg_store_msg {
@@ -102,9 +104,9 @@ enum pg_store_status {
  * PG_STORE_BUSY: the backlog is full (SQLite failing or far behind); the
  * send may be retried later.
  */
-enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
-                                     void *(*alloc)(size_t), void (*release)(void *),
-                                     struct pg_store_accepted *out);
+PG_EXPORT enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
+                                               void *(*alloc)(size_t), void (*release)(void *),
+                                               struct pg_store_accepted *out);
 
 /*
  * Moves uid's device cursor to seq if that is forward (journaled when it
@@ -112,8 +114,8 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
  * beyond the user's head; PG_STORE_BUSY if even the backlog's reserve for
  * acks is full (the cursor did not move).
  */
-enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const char *device,
-                                  uint64_t seq, uint64_t *cursor);
+PG_EXPORT enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid,
+                                            const char *device, uint64_t seq, uint64_t *cursor);
 
 /*
  * The stored messages of uid with seq > after_seq, ascending, at most limit
@@ -123,26 +125,29 @@ enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const ch
  * when none is). Only the messages returned are read and unpacked.
  * *out is freed with pg_store_sync_free.
  */
-enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
-                                   uint32_t limit, size_t max_bytes, int64_t now_ms,
-                                   Pigeon__SyncReply **out);
-void pg_store_sync_free(Pigeon__SyncReply *reply);
+PG_EXPORT enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid,
+                                             uint64_t after_seq, uint32_t limit, size_t max_bytes,
+                                             int64_t now_ms, Pigeon__SyncReply **out);
+PG_EXPORT void pg_store_sync_free(Pigeon__SyncReply *reply);
 
 /* The user's latest seq (0 if none yet). */
-enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_t *head);
+PG_EXPORT enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_t *head);
 
 /* Device's cursor and the number of stored messages above it (unread). */
-enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const char *device,
-                                     int64_t now_ms, uint64_t *cursor, uint64_t *unread);
+PG_EXPORT enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid,
+                                               const char *device, int64_t now_ms, uint64_t *cursor,
+                                               uint64_t *unread);
 
 /* Records (journaled) that uid is shown online or offline. */
-enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid, bool online);
+PG_EXPORT enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid,
+                                                     bool online);
 
 /* Calls fn for every user recorded online (at start: left over by a crash). */
-void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud), void *ud);
+PG_EXPORT void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud),
+                                       void *ud);
 
 /* Housekeeping on the broker thread (the plugin's tick): releases applied state. */
-void pg_store_tick(struct pg_store *st, int64_t now_ms);
+PG_EXPORT void pg_store_tick(struct pg_store *st, int64_t now_ms);
 
 struct pg_store_stats {
 	uint64_t accepted; /* CHAT + NOTIFY journaled */
@@ -159,12 +164,12 @@ struct pg_store_stats {
 	uint64_t users;        /* users whose state is in memory */
 	bool failing;          /* the store thread's last SQLite write failed */
 };
-void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *out);
+PG_EXPORT void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *out);
 
 /*
  * Blocks until the store thread has applied everything journaled so far, or
  * at most 10 s (a failing store). True if everything was applied.
  */
-bool pg_store_flush(struct pg_store *st);
+PG_EXPORT bool pg_store_flush(struct pg_store *st);
 
 #endif

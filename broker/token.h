@@ -11,6 +11,8 @@
 #ifndef PIGEON_TOKEN_H
 #define PIGEON_TOKEN_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,19 +58,19 @@ struct pg_token_policy {
  * a static text that says exactly what was wrong. The token itself is never
  * copied into detail, so details are safe to log.
  */
-enum pg_token_status pg_token_verify(const struct pg_keyring *kr,
-                                     const struct pg_token_policy *policy, const char *token,
-                                     size_t len, int64_t now_s, struct pg_claims *claims,
-                                     const char **detail);
+PG_EXPORT enum pg_token_status pg_token_verify(const struct pg_keyring *kr,
+                                               const struct pg_token_policy *policy,
+                                               const char *token, size_t len, int64_t now_s,
+                                               struct pg_claims *claims, const char **detail);
 
 /* Short name of a status, e.g. "expired". */
-const char *pg_token_status_name(enum pg_token_status status);
+PG_EXPORT const char *pg_token_status_name(enum pg_token_status status);
 
 /*
  * Mints a token for claims (sub and exp required; dev, jti, iat, nbf, role
  * written when set; role only when service) signed by key. Returns a
  * malloc'd NUL-terminated token the caller frees, or NULL.
  */
-char *pg_token_mint(const struct pg_signkey *key, const struct pg_claims *claims);
+PG_EXPORT char *pg_token_mint(const struct pg_signkey *key, const struct pg_claims *claims);
 
 #endif

@@ -13,6 +13,8 @@
 #ifndef PIGEON_TOPIC_H
 #define PIGEON_TOPIC_H
 
+#include "export.h"
+
 #include <stddef.h>
 
 #include "ident.h"
@@ -40,15 +42,15 @@ struct pg_topic {
 };
 
 /* Classifies a concrete topic name (no wildcards). Never fails. */
-void pg_topic_parse(const char *topic, struct pg_topic *out);
+PG_EXPORT void pg_topic_parse(const char *topic, struct pg_topic *out);
 
 /* True for the three send kinds. */
-int pg_topic_is_send(enum pg_topic_kind kind);
+PG_EXPORT int pg_topic_is_send(enum pg_topic_kind kind);
 
 /*
  * Writes "im/<uid>/<leaf>" into buf. Returns 0, or -1 if it does not fit.
  * leaf is "inbox", "reply" or "presence".
  */
-int pg_topic_format(char *buf, size_t cap, const char *uid, const char *leaf);
+PG_EXPORT int pg_topic_format(char *buf, size_t cap, const char *uid, const char *leaf);
 
 #endif

@@ -8,6 +8,8 @@
  */
 #include "pigeon_auth.h"
 
+#include "export.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +97,7 @@ static void auth_free(struct auth_plugin *ap)
 	free(ap);
 }
 
-int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                           struct mosquitto_opt *options, int option_count)
 {
 	struct auth_plugin *ap = calloc(1, sizeof(*ap));
@@ -146,7 +148,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	return MOSQ_ERR_SUCCESS;
 }
 
-int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+PG_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
 {
 	struct auth_plugin *ap = userdata;
 	size_t i;

@@ -3,7 +3,9 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
-int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+#include "export.h"
+
+PG_EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
 {
 	int i;
 

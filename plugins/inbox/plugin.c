@@ -6,6 +6,8 @@
  */
 #include "pigeon_inbox.h"
 
+#include "export.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,7 +85,7 @@ static void inbox_free(struct inbox_plugin *ip)
 	free(ip);
 }
 
-int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                           struct mosquitto_opt *options, int option_count)
 {
 	struct inbox_plugin *ip = calloc(1, sizeof(*ip));
@@ -133,7 +135,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	return MOSQ_ERR_SUCCESS;
 }
 
-int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+PG_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
 {
 	struct inbox_plugin *ip = userdata;
 

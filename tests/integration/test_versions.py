@@ -53,6 +53,26 @@ def test_plugins_use_only_the_exported_plugin_api(plugin):
     assert lib == set()
 
 
+def defined_symbols(path):
+    out = subprocess.run(["nm", "-D", "--defined-only", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    return {line.split()[-1].split("@")[0] for line in out.splitlines() if line.strip()}
+
+
+@pytest.mark.parametrize("plugin", ["pigeon_auth.so", "pigeon_inbox.so"])
+def test_plugins_export_only_their_entry_points(plugin):
+    # Anything else would land in the broker's process, where another
+    # plugin could clash with it.
+    assert defined_symbols(harness.build_path("lib", plugin)) == {
+        "mosquitto_plugin_version", "mosquitto_plugin_init", "mosquitto_plugin_cleanup"}
+
+
+def test_libpigeon_exports_only_its_api():
+    internal = {s for s in defined_symbols(harness.build_path("lib", "libpigeon.so"))
+                if not s.startswith(("pg_", "pigeon__"))}
+    assert internal == set()
+
+
 def test_the_inbox_knows_the_broker_version(brokers, keys):
     b = brokers.start(inbox_plugins(keys, "v", brokers.workdir), name="v")
     version = ".".join(map(str, harness.mosquitto_version()))
