@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * MOSQ_EVT_ACL_CHECK: every publish, subscription and delivery of a pigeon
- * client is judged by libpigeon's access matrix (broker/acl.c) with the
+ * client is judged by libpigeon's access matrix (broker/auth/acl.c) with the
  * identity recorded at login. This runs once per delivered message, so it is
  * a pointer hash lookup plus a topic parse. Refused publishes and
  * subscriptions are all counted, and logged through the client's log

@@ -33,7 +33,7 @@ from harness import CONNACK_OK, TIMEOUT, MqttClient, wait_until
 PROTO_DIR = harness.REPO / "proto"
 CONTROL_TOPIC = "$CONTROL/pigeon/v1"
 
-# Reply.code values (broker/protocol.h).
+# Reply.code values (broker/common/protocol.h).
 REPLY_OK = 0
 REPLY_BAD_REQUEST = 400
 REPLY_FORBIDDEN = 403

@@ -27,7 +27,7 @@ LIMITS = [
     ("push_title", "push_title", 256),
     ("push_body", "push_body", 1024),
 ]
-# The Sync reply bound (broker/protocol.h PG_SYNC_MAX_BYTES) and what one
+# The Sync reply bound (broker/common/protocol.h PG_SYNC_MAX_BYTES) and what one
 # Reply adds around the envelopes.
 SYNC_MAX_BYTES = 256 * 1024
 REPLY_OVERHEAD = 64

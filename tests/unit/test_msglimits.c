@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The metadata limits of a send (broker/msglimits.c): each at and one byte past its bound. */
+/* The metadata limits of a send (broker/store/msglimits.c): each at and one byte past its bound. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
