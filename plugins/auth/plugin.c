@@ -18,6 +18,8 @@
 
 #include "acl.h"
 #include "sessions.h"
+#include "log.h"
+#include "log_sink.h"
 #include "sys_counter.h"
 
 /*
@@ -74,6 +76,7 @@ static int auth_tick_cb(int event, void *event_data, void *userdata)
 	}
 	pg_loginlimit_expire(ap->loginlimit, now);
 	auth_sys_tick(ap, auth_now_ms());
+	pg_log_drain();
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -98,7 +101,7 @@ static void auth_free(struct auth_plugin *ap)
 }
 
 PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
-                          struct mosquitto_opt *options, int option_count)
+                                    struct mosquitto_opt *options, int option_count)
 {
 	struct auth_plugin *ap = calloc(1, sizeof(*ap));
 	size_t i;
@@ -138,6 +141,7 @@ PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 		}
 	}
 	*userdata = ap;
+	pigeon_log_sink_install(ap);
 	mosquitto_log_printf(MOSQ_LOG_INFO,
 	                     AUTH_LOG_PREFIX "ready: algorithms 0x%x, clock skew %llds, login fail "
 	                                     "limit %u per %us, user notify %s, expire sessions %s",
@@ -148,7 +152,8 @@ PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 	return MOSQ_ERR_SUCCESS;
 }
 
-PG_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+PG_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options,
+                                       int option_count)
 {
 	struct auth_plugin *ap = userdata;
 	size_t i;
@@ -156,6 +161,7 @@ PG_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opt
 	if (ap == NULL) {
 		return MOSQ_ERR_SUCCESS;
 	}
+	pigeon_log_sink_remove(ap);
 	for (i = 0; i < AUTH_NCALLBACKS; i++) {
 		mosquitto_callback_unregister(ap->id, auth_callbacks[i].event, auth_callbacks[i].cb,
 		                              NULL);

@@ -14,6 +14,8 @@
 #include <uthash.h>
 
 #include "broker_compat.h"
+#include "log.h"
+#include "log_sink.h"
 #include "topic.h"
 
 static int inbox_tick_cb(int event, void *event_data, void *userdata)
@@ -30,6 +32,7 @@ static int inbox_tick_cb(int event, void *event_data, void *userdata)
 	pg_store_tick(ip->store, now);
 	inbox_presence_tick(ip, now);
 	inbox_counters_tick(ip, now);
+	pg_log_drain();
 	if (now - ip->rates_pruned_ms >= 60 * 1000) {
 		inbox_rates_prune(ip, now);
 		ip->rates_pruned_ms = now;
@@ -81,12 +84,13 @@ static void inbox_free(struct inbox_plugin *ip)
 	inbox_presence_free(ip);
 	inbox_rates_free(ip);
 	pg_store_close(ip->store);
+	pigeon_log_sink_remove(ip); /* after the store thread's last lines */
 	inbox_config_free(&ip->cfg);
 	free(ip);
 }
 
 PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
-                          struct mosquitto_opt *options, int option_count)
+                                    struct mosquitto_opt *options, int option_count)
 {
 	struct inbox_plugin *ip = calloc(1, sizeof(*ip));
 	struct pg_store_config sc = {0};
@@ -106,6 +110,7 @@ PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 		free(ip);
 		return rc;
 	}
+	pigeon_log_sink_install(ip); /* removed by inbox_free */
 	memset(&sc, 0, sizeof(sc));
 	sc.db_path = ip->cfg.db_path;
 	sc.sync_full = ip->cfg.sync_full;
@@ -135,7 +140,8 @@ PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 	return MOSQ_ERR_SUCCESS;
 }
 
-PG_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+PG_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options,
+                                       int option_count)
 {
 	struct inbox_plugin *ip = userdata;
 
