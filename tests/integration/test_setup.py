@@ -169,3 +169,21 @@ def test_example_config_loads_in_the_real_broker(tmp_path, keys, mqtt, pb):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def test_readme_layout_table_matches_the_tree():
+    # Every folder the table names exists, and every top-level folder and
+    # broker module of the repository is in the table.
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Layout"):]
+    table = table[:table.index("\n## ", 1)]
+    named = set(re.findall(r"^\| `([^`]+)/` \|", table, re.M))
+    for folder in named:
+        assert (REPO / folder).is_dir(), f"README names {folder}/, which does not exist"
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    top = {p.split("/")[0] for p in tracked if "/" in p and not p.startswith(".")}
+    modules = {"/".join(p.split("/")[:2]) for p in tracked
+               if p.startswith("broker/") and p.count("/") >= 2}
+    missing = (top | modules) - named
+    assert not missing, f"README's layout table lacks {sorted(missing)}"
