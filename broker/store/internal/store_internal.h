@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Internals shared by store.c (the broker-thread side) and store_apply.c
- * (the store thread). Not part of libpigeon's interface.
+ * Internals shared by the store's files: store.c and the files of its
+ * broker-thread concerns (store_user.c, store_pending.c, store_dedup.c,
+ * store_replay.c, store_sync.c) and store_apply.c (the store thread). Not
+ * part of libpigeon_store's interface.
  */
 #ifndef PIGEON_STORE_INTERNAL_H
 #define PIGEON_STORE_INTERNAL_H
@@ -11,7 +13,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <uthash.h>
+
 #include "bloom.h"
+#include "ident.h"
 #include "journal.h"
 #include "store.h"
 #include "store_db.h"
@@ -58,9 +63,59 @@ struct store_queue {
 /* How long pg_store_flush waits at most. */
 #define STORE_FLUSH_MAX_MS 10000
 
-struct store_user;
-struct store_pending;
-struct store_dedup;
+#define STORE_MSG_ID_MAX 128
+
+struct store_pending {
+	struct store_pending *next_user; /* the user's list, LSN order */
+	struct store_pending *next_fifo; /* all users, LSN order */
+	struct store_user *user;
+	uint64_t lsn;
+	uint64_t seq;
+	int64_t expires_at_ms; /* a delete: the replaced message's */
+	bool is_delete;
+	size_t env_len;
+	uint8_t env[]; /* packed Envelope (appends) */
+};
+
+struct notify_slot {
+	uint64_t seq;
+	uint32_t merged;
+	int64_t expires_at_ms;
+	UT_hash_handle hh;
+	char type[PG_IDENT_MAX + 1];
+};
+
+struct device_cursor {
+	uint64_t seq;
+	UT_hash_handle hh;
+	char device[PG_IDENT_MAX + 1];
+};
+
+struct store_user {
+	char uid[PG_IDENT_MAX + 1];
+	uint64_t head;
+	uint64_t max_cursor; /* highest cursor of any device: what "acknowledged" means */
+	struct notify_slot *slots;
+	struct device_cursor *cursors;
+	struct store_pending *pending_head, *pending_tail;
+	uint64_t last_lsn; /* newest record journaled for this user (append or cursor) */
+	int64_t used_ms;   /* last accept / ack / sync / head / unread */
+	UT_hash_handle hh;
+};
+
+/* Users untouched this long, with everything applied, leave memory (reloaded on use). */
+#define STORE_USER_IDLE_MS (10 * 60 * 1000)
+
+struct store_dedup {
+	uint64_t lsn;
+	uint64_t seq;
+	int64_t created_ms;
+	UT_hash_handle hh;
+	size_t keylen;
+	char key[]; /* from '\0' to '\0' msg_id */
+};
+
+#define STORE_DEDUP_KEY_MAX (2 * (PG_IDENT_MAX + 1) + STORE_MSG_ID_MAX)
 
 struct pg_store {
 	struct pg_store_config cfg;
@@ -102,6 +157,59 @@ struct pg_store {
 	_Atomic bool apply_failing; /* the last batch failed: retrying */
 	char apply_errmsg[256];     /* why it failed (store thread) */
 };
+
+/* store.c */
+int64_t store_now_ms(void);
+
+/* store_user.c */
+/* The in-memory state of uid, loaded from the backend on first use. NULL on failure. */
+struct store_user *store_user_get(struct pg_store *st, const char *uid);
+void store_user_free(struct store_user *u);
+/*
+ * Drops idle users' state from memory. Only users with every record applied
+ * (no pending entry, no cursor move still queued): the backend has all of
+ * theirs, and a reload rebuilds the same state.
+ */
+void store_user_evict_idle(struct pg_store *st, int64_t now_ms);
+
+/* store_pending.c */
+/* A pending entry not yet linked (owned by the caller until store_pending_link). NULL without
+ * memory. */
+struct store_pending *store_pending_new(struct pg_store *st, struct store_user *u, uint64_t lsn,
+                                        uint64_t seq, bool is_delete, const uint8_t *env,
+                                        size_t env_len, int64_t expires_at_ms);
+/* Appends p to its user's list and the global FIFO, which then own it. */
+void store_pending_link(struct pg_store *st, struct store_pending *p);
+/* Drops pending entries (and dedup entries) the store thread has applied. */
+void store_pending_trim(struct pg_store *st);
+void store_pending_free_all(struct pg_store *st);
+
+/* store_dedup.c */
+/*
+ * Whether (from, to, msg_id) was accepted within the window: 0 with *found
+ * (and *seq, the original's), or -1 if the backend could not be read.
+ */
+int store_dedup_lookup(struct pg_store *st, const char *from, const char *to, const char *msg_id,
+                       int64_t now_ms, uint64_t *seq, bool *found);
+/* Remembers an accepted key until it is applied (a failed allocation only costs a lookup). */
+void store_dedup_remember(struct pg_store *st, const char *from, const char *to, const char *msg_id,
+                          uint64_t lsn, uint64_t seq, int64_t now_ms);
+/*
+ * Sets up the Bloom filters and loads the window's keys from the backend.
+ * 0, or -1 with err set (store_dedup_free releases what was made).
+ */
+int store_dedup_open(struct pg_store *st, char *err, size_t errlen);
+/* Swaps the filter generations once a window (the tick). */
+void store_dedup_rotate(struct pg_store *st, int64_t now_ms);
+void store_dedup_free(struct pg_store *st);
+
+/* store_replay.c */
+/*
+ * Applies journal records that the backend does not have yet, in one
+ * transaction; sets st->applied_lsn and st->next_lsn. 0, or -1 with err set
+ * (rolled back: the database is as before).
+ */
+int store_replay(struct pg_store *st, char *err, size_t errlen);
 
 /* store_apply.c */
 int store_queue_init(struct store_queue *q);

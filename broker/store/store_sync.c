@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The merged read path: sync, head and unread read the backend (what the
+ * store thread has applied) and merge the user's pending entries (what is
+ * journaled but not applied yet), so a read right after a send sees it.
+ *
+ * Thread: the broker thread only, on the reader connection. Ownership: a
+ * SyncReply and its envelopes belong to the caller (pg_store_sync_free).
+ */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <uthash.h>
+
+#include "ident.h"
+
+/*
+ * A sync merges two seq-ascending streams: the user's SQLite rows (read one
+ * at a time, stopping at the first message that does not fit) and the
+ * user's pending appends (in LSN order, which is seq order). Only messages
+ * that go into the reply are unpacked.
+ */
+struct sync_ctx {
+	const struct store_pending *next; /* next pending entry to consider */
+	uint64_t after;
+	int64_t now_ms;
+	uint32_t limit;
+	size_t max_bytes, bytes;
+	Pigeon__Envelope **msgs; /* limit entries */
+	size_t n;
+	uint64_t last_seq; /* highest seq taken or skipped as a duplicate */
+	size_t rows;       /* rows SQLite returned */
+	uint64_t *deleted; /* seqs of the user's pending deletes, sorted */
+	size_t ndeleted;
+	bool full;       /* a message did not fit: more */
+	uint64_t oldest; /* sync_oldest_row's result (0: none found) */
+};
+
+static int seq_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* True if a pending delete (a replaced notification) removes seq. */
+static bool sync_deleted(const struct sync_ctx *c, uint64_t seq)
+{
+	return c->ndeleted > 0 &&
+	       bsearch(&seq, c->deleted, c->ndeleted, sizeof(*c->deleted), seq_cmp) != NULL;
+}
+
+/* Collects the user's pending deletes into c (sorted). 0, or -1 without memory. */
+static int sync_collect_deletes(struct sync_ctx *c, const struct store_user *u)
+{
+	const struct store_pending *p;
+	size_t n = 0;
+
+	for (p = u->pending_head; p; p = p->next_user) {
+		n += p->is_delete;
+	}
+	if (n == 0) {
+		return 0;
+	}
+	c->deleted = malloc(n * sizeof(*c->deleted));
+	if (c->deleted == NULL) {
+		return -1;
+	}
+	for (p = u->pending_head; p; p = p->next_user) {
+		if (p->is_delete) {
+			c->deleted[c->ndeleted++] = p->seq;
+		}
+	}
+	qsort(c->deleted, c->ndeleted, sizeof(*c->deleted), seq_cmp);
+	return 0;
+}
+
+/* Bytes an envelope of len bytes takes in a packed SyncReply besides itself (tag, length). */
+static size_t sync_header(size_t len)
+{
+	size_t n = 2;
+
+	while (len >= 128) {
+		len >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Takes one message into the reply unless it is a duplicate, removed, or
+ * does not fit (then c->full, and 1 to stop). 0 to go on.
+ */
+static int sync_take(struct sync_ctx *c, uint64_t seq, const void *env, size_t len)
+{
+	size_t cost = sync_header(len) + len;
+	Pigeon__Envelope *e;
+
+	if (seq <= c->last_seq || sync_deleted(c, seq)) {
+		return 0; /* seen in both streams (the store thread committed meanwhile) */
+	}
+	if (c->n == c->limit || (c->n > 0 && c->bytes + cost > c->max_bytes)) {
+		c->full = true;
+		return 1;
+	}
+	c->last_seq = seq;
+	e = pigeon__envelope__unpack(NULL, len, env);
+	if (e == NULL) {
+		return 0; /* unreadable row: skip rather than fail the whole sync */
+	}
+	c->msgs[c->n++] = e;
+	c->bytes += cost;
+	return 0;
+}
+
+/* Takes the pending appends with seq below `below`. 1 once the reply is full. */
+static int sync_pending_below(struct sync_ctx *c, uint64_t below)
+{
+	for (; c->next && c->next->seq < below; c->next = c->next->next_user) {
+		const struct store_pending *p = c->next;
+		if (p->is_delete || p->seq <= c->after || p->expires_at_ms <= c->now_ms) {
+			continue;
+		}
+		if (sync_take(c, p->seq, p->env, p->env_len) != 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int sync_row(uint64_t seq, const void *env, size_t len, void *ud)
+{
+	struct sync_ctx *c = ud;
+
+	c->rows++;
+	if (sync_pending_below(c, seq) != 0) {
+		return 1;
+	}
+	return sync_take(c, seq, env, len);
+}
+
+/* Keeps the first (lowest) seq that no pending delete removed. */
+static int sync_oldest_row(uint64_t seq, const void *env, size_t len, void *ud)
+{
+	struct sync_ctx *c = ud;
+
+	(void)env;
+	(void)len;
+	if (sync_deleted(c, seq)) {
+		return 0;
+	}
+	c->oldest = seq;
+	return 1;
+}
+
+void pg_store_sync_free(Pigeon__SyncReply *reply)
+{
+	size_t i;
+
+	if (reply == NULL) {
+		return;
+	}
+	for (i = 0; i < reply->n_messages; i++) {
+		pigeon__envelope__free_unpacked(reply->messages[i], NULL);
+	}
+	free(reply->messages);
+	free(reply);
+}
+
+enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
+                                   uint32_t limit, size_t max_bytes, int64_t now_ms,
+                                   Pigeon__SyncReply **out)
+{
+	struct sync_ctx c = {0};
+	Pigeon__SyncReply *r = NULL;
+	struct store_user *u;
+	const struct store_pending *p;
+	uint64_t oldest = 0, sql_limit;
+	size_t i;
+
+	*out = NULL;
+	if (!pg_ident_valid_str(uid) || limit == 0) {
+		return PG_STORE_INVALID;
+	}
+	u = store_user_get(st, uid);
+	if (u == NULL) {
+		return PG_STORE_IO;
+	}
+	st->syncs++;
+	store_pending_trim(st);
+	r = calloc(1, sizeof(*r));
+	c.msgs = calloc(limit, sizeof(*c.msgs));
+	if (r == NULL || c.msgs == NULL || sync_collect_deletes(&c, u) != 0) {
+		goto io;
+	}
+	pigeon__sync_reply__init(r);
+	c.next = u->pending_head;
+	c.after = after_seq;
+	c.now_ms = now_ms;
+	c.limit = limit;
+	c.max_bytes = max_bytes;
+	c.last_seq = after_seq;
+	/* Enough rows for limit messages past the deleted ones, and one to tell "more". */
+	sql_limit = (uint64_t)limit + c.ndeleted + 1;
+	if (store_db_range(&st->reader, uid, after_seq, now_ms, (uint32_t)sql_limit, sync_row,
+	                   &c) != SQLITE_OK) {
+		goto io;
+	}
+	if (!c.full && c.rows < sql_limit) {
+		sync_pending_below(&c, UINT64_MAX);
+	}
+	/* Stopped at a message that did not fit, or SQLite may hold more than it returned. */
+	r->more = c.full || c.rows >= sql_limit;
+	r->messages = c.msgs;
+	r->n_messages = c.n;
+	c.msgs = NULL;
+
+	r->head_seq = u->head;
+	/*
+	 * The lowest seq still stored. A replaced NOTIFY whose delete is still
+	 * pending is in SQLite (and maybe among the pending appends) but is no
+	 * longer stored: skip those, or oldest_seq would point at a hole. Of
+	 * the ndeleted + 1 lowest rows at least one is not deleted.
+	 */
+	if (store_db_range(&st->reader, uid, 0, now_ms, (uint32_t)c.ndeleted + 1, sync_oldest_row,
+	                   &c) != SQLITE_OK) {
+		c.oldest = 0;
+	}
+	oldest = c.oldest;
+	for (p = u->pending_head; p; p = p->next_user) {
+		if (!p->is_delete && p->expires_at_ms > now_ms &&
+		    (oldest == 0 || p->seq < oldest) && !sync_deleted(&c, p->seq)) {
+			oldest = p->seq;
+		}
+	}
+	free(c.deleted);
+	r->oldest_seq = oldest ? oldest : u->head + 1;
+	*out = r;
+	return PG_STORE_OK;
+io:
+	for (i = 0; i < c.n; i++) {
+		pigeon__envelope__free_unpacked(c.msgs[i], NULL);
+	}
+	free(c.msgs);
+	free(c.deleted);
+	free(r);
+	return PG_STORE_IO;
+}
+
+enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_t *head)
+{
+	struct store_user *u;
+
+	if (!pg_ident_valid_str(uid)) {
+		return PG_STORE_INVALID;
+	}
+	u = store_user_get(st, uid);
+	if (u == NULL) {
+		return PG_STORE_IO;
+	}
+	*head = u->head;
+	return PG_STORE_OK;
+}
+
+enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const char *device,
+                                     int64_t now_ms, uint64_t *cursor, uint64_t *unread)
+{
+	struct store_user *u;
+	struct device_cursor *c;
+	const struct store_pending *p;
+	uint64_t n = 0;
+
+	if (!pg_ident_valid_str(uid) || !pg_ident_valid_str(device)) {
+		return PG_STORE_INVALID;
+	}
+	u = store_user_get(st, uid);
+	if (u == NULL) {
+		return PG_STORE_IO;
+	}
+	store_pending_trim(st);
+	HASH_FIND_STR(u->cursors, device, c);
+	*cursor = c ? c->seq : 0;
+	if (store_db_count_above(&st->reader, uid, *cursor, now_ms, &n) != SQLITE_OK) {
+		return PG_STORE_IO;
+	}
+	for (p = u->pending_head; p; p = p->next_user) {
+		if (p->seq <= *cursor) {
+			continue;
+		}
+		/*
+		 * A delete cancels the replaced message only if it was counted:
+		 * neither SQLite's count nor the pending appends include an
+		 * expired one (decrementing for it made a fresh notification
+		 * replacing an expired one read as 0 unread until applied).
+		 */
+		if (p->is_delete && p->expires_at_ms > now_ms && n > 0) {
+			n--;
+		} else if (!p->is_delete && p->expires_at_ms > now_ms) {
+			n++;
+		}
+	}
+	*unread = n;
+	return PG_STORE_OK;
+}
