@@ -28,6 +28,7 @@
 
 #include "ident.h"
 #include "journal.pb-c.h"
+#include "log.h"
 
 int64_t store_now_ms(void)
 {
@@ -127,9 +128,9 @@ static void store_note_busy(struct pg_store *st)
 		return;
 	}
 	pthread_mutex_lock(&st->q.mu);
-	fprintf(stderr,
+	pg_log(PG_LOG_WARNING,
 	        "pigeon store: SQLite is %zu records (%zu bytes) behind, the backlog bound: "
-	        "refusing new stored sends (%llu refused since the last report)\n",
+	        "refusing new stored sends (%llu refused since the last report)",
 	        st->q.count, st->q.bytes, (unsigned long long)st->busy_unlogged);
 	pthread_mutex_unlock(&st->q.mu);
 	st->busy_logged_ms = now;
@@ -169,7 +170,7 @@ static enum pg_store_status store_journal(struct pg_store *st, Pigeon__Journal__
 	if (pg_journal_append(st->journal, item->lsn, item->data, len) != 0) {
 		int64_t now = store_now_ms();
 		if (now - st->journal_logged_ms >= STORE_LOG_EVERY_MS) {
-			fprintf(stderr, "pigeon store: journal write failed: %s (refusing)\n",
+			pg_log(PG_LOG_ERR, "pigeon store: journal write failed: %s (refusing)",
 			        strerror(errno));
 			st->journal_logged_ms = now;
 		}

@@ -16,8 +16,9 @@
  * On stop, a store that keeps failing is given STORE_STOP_MS; what it could
  * not apply stays in the journal and is replayed at the next open.
  *
- * Logging goes to stderr, at most one line per STORE_LOG_EVERY_MS for
- * repeated failures, plus one when the store recovers.
+ * Logging goes through pg_log (log.h), which queues this thread's lines for
+ * the broker thread: at most one line per STORE_LOG_EVERY_MS for repeated
+ * failures, plus one when the store recovers.
  */
 #include "store_internal.h"
 
@@ -26,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "log.h"
 
 static int64_t apply_now_ms(void)
 {
@@ -225,9 +228,9 @@ static void apply_log_failure(struct pg_store *st, size_t n, uint64_t failures, 
 		return;
 	}
 	*logged_ms = now;
-	fprintf(stderr,
+	pg_log(PG_LOG_ERR,
 	        "pigeon store: applying %zu journaled records to SQLite failed: %s (%llu failed "
-	        "attempts so far; retrying; they are safe in the journal)\n",
+	        "attempts so far; retrying; they are safe in the journal)",
 	        n, st->apply_errmsg, (unsigned long long)failures);
 }
 
@@ -270,10 +273,9 @@ static void *store_thread_main(void *arg)
 			n = q->count;
 			pthread_mutex_unlock(&q->mu);
 			if (n > 0) {
-				fprintf(
-				    stderr,
+				pg_log(PG_LOG_WARNING,
 				    "pigeon store: stopping with %zu records not yet in SQLite; "
-				    "they stay in the journal and are applied at the next start\n",
+				    "they stay in the journal and are applied at the next start",
 				    n);
 			}
 			break;
@@ -320,9 +322,9 @@ static void *store_thread_main(void *arg)
 				free(batch[i]);
 			}
 			if (recovered > 0) {
-				fprintf(stderr,
+				pg_log(PG_LOG_NOTICE,
 				        "pigeon store: SQLite writes work again after %llu failed "
-				        "attempts (%zu records applied, %zu still queued)\n",
+				        "attempts (%zu records applied, %zu still queued)",
 				        (unsigned long long)recovered, n, left);
 			}
 		}

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "journal.pb-c.h"
+#include "log.h"
 
 struct replay_ctx {
 	struct pg_store *st;
@@ -80,7 +81,7 @@ int store_replay(struct pg_store *st, char *err, size_t errlen)
 		return -1;
 	}
 	if (ctx.replayed > 0 || torn > 0) {
-		fprintf(stderr, "pigeon store: replayed %llu journal records%s\n",
+		pg_log(PG_LOG_NOTICE, "pigeon store: replayed %llu journal records%s",
 		        (unsigned long long)ctx.replayed,
 		        torn
 		            ? " (a torn tail was ignored: records after it were never acknowledged "
