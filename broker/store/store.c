@@ -11,7 +11,7 @@
  *   store_replay.c   journal replay at open
  *   store_sync.c     the merged read path: sync, head, unread
  *   store_apply.c    the store thread and its queue
- *   store_db.c       the SQL
+ *   store_sqlite.c   the SQLite backend (internal/store_backend.h), all the SQL
  *
  * Thread: every function here runs on the broker thread. Ownership:
  * struct pg_store owns everything it points to; pg_store_close frees it.
@@ -36,6 +36,47 @@ int64_t store_now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The backends pg_store_config.backend may name. */
+static const struct store_backend_ops *const store_backends[] = {&store_sqlite_ops};
+
+static const struct store_backend_ops *store_backend_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(store_backends) / sizeof(store_backends[0]); i++) {
+		if (strcmp(store_backends[i]->name, name) == 0) {
+			return store_backends[i];
+		}
+	}
+	return NULL;
+}
+
+/* Picks the backend cfg.backend names and opens the writer. 0, or -1 with err set. */
+static int store_backend_open(struct pg_store *st, char *err, size_t errlen)
+{
+	const char *name = st->cfg.backend ? st->cfg.backend : "sqlite";
+
+	st->be_ops = store_backend_find(name);
+	if (st->be_ops == NULL) {
+		snprintf(err, errlen, "unknown store backend \"%s\"", name);
+		return -1;
+	}
+	st->be_cfg.path = st->db_path;
+	st->be_cfg.sync_full = st->cfg.sync_full;
+	st->be_cfg.max_per_user = st->cfg.max_per_user;
+	st->writer = st->be_ops->open(&st->be_cfg, STORE_BE_WRITER, err, errlen);
+	return st->writer != NULL ? 0 : -1;
+}
+
+static void store_backend_close(struct pg_store *st)
+{
+	if (st->be_ops != NULL) {
+		st->be_ops->close(st->reader);
+		st->be_ops->close(st->writer);
+	}
+	st->reader = st->writer = NULL;
 }
 
 int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char *err,
@@ -63,9 +104,8 @@ int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (store_db_open(&st->writer, st->db_path, true, cfg->sync_full, err, errlen) != 0 ||
-	    store_replay(st, err, errlen) != 0 ||
-	    store_db_open(&st->reader, st->db_path, false, cfg->sync_full, err, errlen) != 0 ||
+	if (store_backend_open(st, err, errlen) != 0 || store_replay(st, err, errlen) != 0 ||
+	    (st->reader = st->be_ops->open(&st->be_cfg, STORE_BE_READER, err, errlen)) == NULL ||
 	    pg_journal_open(st->db_path, st->next_lsn, cfg->sync_full, &st->journal, err, errlen) !=
 	        0) {
 		goto fail;
@@ -83,8 +123,7 @@ int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char
 fail:
 	store_dedup_free(st);
 	pg_journal_close(st->journal);
-	store_db_close(&st->reader);
-	store_db_close(&st->writer);
+	store_backend_close(st);
 	store_queue_destroy(&st->q);
 	free(st->db_path);
 	free(st);
@@ -108,8 +147,7 @@ void pg_store_close(struct pg_store *st)
 		store_user_free(u);
 	}
 	store_dedup_free(st);
-	store_db_close(&st->reader);
-	store_db_close(&st->writer);
+	store_backend_close(st);
 	store_queue_destroy(&st->q);
 	free(st->db_path);
 	free(st);
@@ -129,9 +167,9 @@ static void store_note_busy(struct pg_store *st)
 	}
 	pthread_mutex_lock(&st->q.mu);
 	pg_log(PG_LOG_WARNING,
-	        "pigeon store: SQLite is %zu records (%zu bytes) behind, the backlog bound: "
-	        "refusing new stored sends (%llu refused since the last report)",
-	        st->q.count, st->q.bytes, (unsigned long long)st->busy_unlogged);
+	       "pigeon store: SQLite is %zu records (%zu bytes) behind, the backlog bound: "
+	       "refusing new stored sends (%llu refused since the last report)",
+	       st->q.count, st->q.bytes, (unsigned long long)st->busy_unlogged);
 	pthread_mutex_unlock(&st->q.mu);
 	st->busy_logged_ms = now;
 	st->busy_unlogged = 0;
@@ -171,7 +209,7 @@ static enum pg_store_status store_journal(struct pg_store *st, Pigeon__Journal__
 		int64_t now = store_now_ms();
 		if (now - st->journal_logged_ms >= STORE_LOG_EVERY_MS) {
 			pg_log(PG_LOG_ERR, "pigeon store: journal write failed: %s (refusing)",
-			        strerror(errno));
+			       strerror(errno));
 			st->journal_logged_ms = now;
 		}
 		st->journal_errors++;
@@ -402,7 +440,7 @@ enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid,
 
 void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud), void *ud)
 {
-	store_db_online_users(&st->reader, fn, ud);
+	st->reader->ops->online_users(st->reader, fn, ud);
 }
 
 void pg_store_tick(struct pg_store *st, int64_t now_ms)

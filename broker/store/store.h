@@ -49,6 +49,8 @@ struct pg_store_config {
 	 */
 	uint32_t backlog_max;
 	size_t backlog_max_bytes;
+	/* The database behind the store (read during pg_store_open): NULL or "sqlite". */
+	const char *backend;
 };
 
 /*

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The store thread: takes journaled records off the queue and applies them
- * to SQLite in one transaction per batch (up to STORE_BATCH_MAX records),
- * recording the last applied LSN in the same transaction, so a crash between
- * the journal write and the SQLite commit is repaired by replay. Once a
+ * to the database (the backend, internal/store_backend.h) in one batch per
+ * transaction (up to STORE_BATCH_MAX records), committed with the last
+ * applied LSN, so a crash between the journal write and the commit is
+ * repaired by replay. Once a
  * second it also expires messages, prunes the dedup window and removes
  * journal segments that are fully applied.
  *
@@ -136,84 +137,64 @@ void store_queue_push(struct pg_store *st, struct store_item *item)
 	}
 }
 
-int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len,
-                       struct store_batch *batch, uint64_t *lsn)
+int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len)
 {
 	Pigeon__Journal__Record *rec = pigeon__journal__record__unpack(NULL, len, data);
 	int rc;
 
 	if (rec == NULL) {
 		/* Cannot happen for a frame whose CRC matched; skip rather than wedge. */
-		return SQLITE_OK;
+		return 0;
 	}
-	*lsn = rec->lsn;
-	rc = store_db_apply(&st->writer, rec, batch);
+	rc = st->writer->ops->batch_apply(st->writer, rec);
 	pigeon__journal__record__free_unpacked(rec, NULL);
 	return rc;
 }
 
-int store_apply_finish(struct pg_store *st, struct store_batch *batch)
-{
-	int rc = store_db_batch_finish(&st->writer, batch, st->cfg.max_per_user);
-
-	if (rc == SQLITE_OK && batch->capped) {
-		atomic_fetch_add(&st->capped, batch->capped);
-	}
-	batch->capped = 0;
-	return rc;
-}
-
 /*
- * One transaction over items[0..n). Returns the SQLite result; on failure
- * the transaction is rolled back and st->apply_errmsg says why.
+ * One batch over items[0..n). 0, or -1: nothing of it stays in the
+ * database, and st->apply_errmsg says why.
  */
 static int apply_batch(struct pg_store *st, struct store_item **items, size_t n)
 {
-	struct store_batch batch = {0};
-	uint64_t lsn = 0, last = 0;
+	struct store_be *w = st->writer;
+	uint64_t last = 0, capped = 0;
 	size_t i;
-	int rc = store_db_exec_simple(&st->writer, SQL_BEGIN);
 
-	for (i = 0; rc == SQLITE_OK && i < n; i++) {
-		rc = store_apply_packed(st, items[i]->data, items[i]->len, &batch, &lsn);
+	if (w->ops->batch_begin(w) != 0) {
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		if (store_apply_packed(st, items[i]->data, items[i]->len) != 0) {
+			w->ops->batch_abort(w);
+			goto fail;
+		}
 		last = items[i]->lsn;
 	}
-	if (rc == SQLITE_OK) {
-		rc = store_apply_finish(st, &batch);
-	} else {
-		store_db_batch_finish(&st->writer, &batch, 0); /* frees it; rolled back below */
+	if (w->ops->batch_commit(w, last, &capped) != 0) {
+		goto fail;
 	}
-	if (rc == SQLITE_OK) {
-		rc = store_db_set_applied(&st->writer, last);
-	}
-	if (rc == SQLITE_OK) {
-		rc = store_db_exec_simple(&st->writer, SQL_COMMIT);
-	}
-	if (rc != SQLITE_OK) {
-		snprintf(st->apply_errmsg, sizeof(st->apply_errmsg), "%s",
-		         store_db_errmsg(&st->writer));
-		store_db_exec_simple(&st->writer, SQL_ROLLBACK);
-		return rc;
+	if (capped) {
+		atomic_fetch_add(&st->capped, capped);
 	}
 	atomic_store(&st->applied_lsn, last);
-	return SQLITE_OK;
+	return 0;
+fail:
+	snprintf(st->apply_errmsg, sizeof(st->apply_errmsg), "%s", w->ops->errmsg(w));
+	return -1;
 }
 
 static void apply_housekeeping(struct pg_store *st)
 {
+	struct store_be *w = st->writer;
 	int64_t now = apply_now_ms();
 	uint64_t n = 0;
+	int rc = w->ops->expire(w, now, 10000, now - (int64_t)st->cfg.dedup_window_s * 1000, &n);
 
-	if (store_db_exec_simple(&st->writer, SQL_BEGIN) != SQLITE_OK) {
-		return;
-	}
-	if (store_db_expire(&st->writer, now, 10000, &n) == SQLITE_OK &&
-	    store_db_prune_dedup(&st->writer, now - (int64_t)st->cfg.dedup_window_s * 1000) ==
-	        SQLITE_OK &&
-	    store_db_exec_simple(&st->writer, SQL_COMMIT) == SQLITE_OK) {
+	/* Not started (1: the database is held elsewhere) is no error: the batches count that. */
+	if (rc == 0) {
 		atomic_fetch_add(&st->expired, n);
-	} else {
-		store_db_exec_simple(&st->writer, SQL_ROLLBACK);
+	} else if (rc < 0) {
 		atomic_fetch_add(&st->apply_errors, 1);
 	}
 	pg_journal_trim(st->db_path, atomic_load(&st->applied_lsn));
@@ -229,9 +210,9 @@ static void apply_log_failure(struct pg_store *st, size_t n, uint64_t failures, 
 	}
 	*logged_ms = now;
 	pg_log(PG_LOG_ERR,
-	        "pigeon store: applying %zu journaled records to SQLite failed: %s (%llu failed "
-	        "attempts so far; retrying; they are safe in the journal)",
-	        n, st->apply_errmsg, (unsigned long long)failures);
+	       "pigeon store: applying %zu journaled records to SQLite failed: %s (%llu failed "
+	       "attempts so far; retrying; they are safe in the journal)",
+	       n, st->apply_errmsg, (unsigned long long)failures);
 }
 
 static void *store_thread_main(void *arg)
@@ -274,9 +255,9 @@ static void *store_thread_main(void *arg)
 			pthread_mutex_unlock(&q->mu);
 			if (n > 0) {
 				pg_log(PG_LOG_WARNING,
-				    "pigeon store: stopping with %zu records not yet in SQLite; "
-				    "they stay in the journal and are applied at the next start",
-				    n);
+				       "pigeon store: stopping with %zu records not yet in SQLite; "
+				       "they stay in the journal and are applied at the next start",
+				       n);
 			}
 			break;
 		}
@@ -288,7 +269,7 @@ static void *store_thread_main(void *arg)
 		pthread_mutex_unlock(&q->mu);
 
 		if (n > 0) {
-			if (apply_batch(st, batch, n) != SQLITE_OK) {
+			if (apply_batch(st, batch, n) != 0) {
 				struct timespec ts = apply_deadline(retry_ms);
 				failures++;
 				atomic_fetch_add(&st->apply_errors, 1);
@@ -323,9 +304,9 @@ static void *store_thread_main(void *arg)
 			}
 			if (recovered > 0) {
 				pg_log(PG_LOG_NOTICE,
-				        "pigeon store: SQLite writes work again after %llu failed "
-				        "attempts (%zu records applied, %zu still queued)",
-				        (unsigned long long)recovered, n, left);
+				       "pigeon store: SQLite writes work again after %llu failed "
+				       "attempts (%zu records applied, %zu still queued)",
+				       (unsigned long long)recovered, n, left);
 			}
 		}
 		if (apply_now_ms() - last_house >= 1000) {

@@ -69,9 +69,7 @@ int store_dedup_lookup(struct pg_store *st, const char *from, const char *to, co
 		*found = false;
 		return 0;
 	}
-	return store_db_dedup_find(&st->reader, from, to, msg_id, since, seq, found) == SQLITE_OK
-	           ? 0
-	           : -1;
+	return st->reader->ops->dedup_find(st->reader, from, to, msg_id, since, seq, found);
 }
 
 void store_dedup_remember(struct pg_store *st, const char *from, const char *to, const char *msg_id,
@@ -83,7 +81,7 @@ void store_dedup_remember(struct pg_store *st, const char *from, const char *to,
 
 	pg_bloom_add(&st->bloom[st->bloom_cur], key, klen);
 	if (d == NULL) {
-		return; /* only costs a SQLite lookup later */
+		return; /* only costs a backend lookup later */
 	}
 	d->lsn = lsn;
 	d->seq = seq;
@@ -101,10 +99,11 @@ int store_dedup_open(struct pg_store *st, char *err, size_t errlen)
 		return -1;
 	}
 	st->bloom_rotated_ms = store_now_ms();
-	if (store_db_dedup_keys(&st->reader,
-	                        st->bloom_rotated_ms - (int64_t)st->cfg.dedup_window_s * 1000,
-	                        dedup_bloom_load, st) != SQLITE_OK) {
-		snprintf(err, errlen, "loading dedup keys: %s", store_db_errmsg(&st->reader));
+	if (st->reader->ops->dedup_keys(
+	        st->reader, st->bloom_rotated_ms - (int64_t)st->cfg.dedup_window_s * 1000,
+	        dedup_bloom_load, st) != 0) {
+		snprintf(err, errlen, "loading dedup keys: %s",
+		         st->reader->ops->errmsg(st->reader));
 		return -1;
 	}
 	return 0;

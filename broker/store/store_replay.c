@@ -17,7 +17,6 @@
 
 struct replay_ctx {
 	struct pg_store *st;
-	struct store_batch batch;
 	uint64_t applied;
 	uint64_t max_lsn;
 	uint64_t replayed;
@@ -41,50 +40,50 @@ static int replay_one(const uint8_t *payload, size_t len, void *ud)
 	if (lsn <= rc->applied) {
 		return 0;
 	}
-	rc->rc = store_apply_packed(rc->st, payload, len, &rc->batch, &lsn);
-	if (rc->rc != SQLITE_OK) {
+	rc->rc = store_apply_packed(rc->st, payload, len);
+	if (rc->rc != 0) {
 		return 1;
 	}
 	rc->replayed++;
 	return 0;
 }
 
-/* Applies journal records that SQLite does not have yet; sets st->next_lsn. */
 int store_replay(struct pg_store *st, char *err, size_t errlen)
 {
 	struct replay_ctx ctx = {.st = st};
 	int torn = 0;
 
-	if (store_db_get_applied(&st->writer, &ctx.applied) != SQLITE_OK) {
-		snprintf(err, errlen, "reading applied_lsn: %s", store_db_errmsg(&st->writer));
+	struct store_be *w = st->writer;
+	uint64_t capped = 0;
+
+	if (w->ops->get_applied(w, &ctx.applied) != 0) {
+		snprintf(err, errlen, "reading applied_lsn: %s", w->ops->errmsg(w));
 		return -1;
 	}
 	ctx.max_lsn = ctx.applied;
-	if (store_db_exec_simple(&st->writer, SQL_BEGIN) != SQLITE_OK) {
-		snprintf(err, errlen, "replay: %s", store_db_errmsg(&st->writer));
+	if (w->ops->batch_begin(w) != 0) {
+		snprintf(err, errlen, "replay: %s", w->ops->errmsg(w));
 		return -1;
 	}
 	if (pg_journal_replay(st->db_path, replay_one, &ctx, &torn, err, errlen) < 0 ||
-	    ctx.rc != SQLITE_OK || (ctx.rc = store_apply_finish(st, &ctx.batch)) != SQLITE_OK) {
-		store_db_batch_finish(&st->writer, &ctx.batch, 0);
-		if (ctx.rc != SQLITE_OK) {
-			snprintf(err, errlen, "replaying the journal: %s",
-			         store_db_errmsg(&st->writer));
+	    ctx.rc != 0) {
+		if (ctx.rc != 0) {
+			snprintf(err, errlen, "replaying the journal: %s", w->ops->errmsg(w));
 		}
-		store_db_exec_simple(&st->writer, SQL_ROLLBACK);
+		w->ops->batch_abort(w);
 		return -1;
 	}
-	if (store_db_set_applied(&st->writer, ctx.max_lsn) != SQLITE_OK ||
-	    store_db_exec_simple(&st->writer, SQL_COMMIT) != SQLITE_OK) {
-		snprintf(err, errlen, "replay commit: %s", store_db_errmsg(&st->writer));
-		store_db_exec_simple(&st->writer, SQL_ROLLBACK);
+	if (w->ops->batch_commit(w, ctx.max_lsn, &capped) != 0) {
+		snprintf(err, errlen, "replay commit: %s", w->ops->errmsg(w));
 		return -1;
+	}
+	if (capped) {
+		atomic_fetch_add(&st->capped, capped);
 	}
 	if (ctx.replayed > 0 || torn > 0) {
 		pg_log(PG_LOG_NOTICE, "pigeon store: replayed %llu journal records%s",
-		        (unsigned long long)ctx.replayed,
-		        torn
-		            ? " (a torn tail was ignored: records after it were never acknowledged "
+		       (unsigned long long)ctx.replayed,
+		       torn ? " (a torn tail was ignored: records after it were never acknowledged "
 		              "with sync=full)"
 		            : "");
 	}

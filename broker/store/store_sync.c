@@ -17,7 +17,7 @@
 #include "ident.h"
 
 /*
- * A sync merges two seq-ascending streams: the user's SQLite rows (read one
+ * A sync merges two seq-ascending streams: the user's database rows (read one
  * at a time, stopping at the first message that does not fit) and the
  * user's pending appends (in LSN order, which is seq order). Only messages
  * that go into the reply are unpacked.
@@ -31,7 +31,7 @@ struct sync_ctx {
 	Pigeon__Envelope **msgs; /* limit entries */
 	size_t n;
 	uint64_t last_seq; /* highest seq taken or skipped as a duplicate */
-	size_t rows;       /* rows SQLite returned */
+	size_t rows;       /* rows the database returned */
 	uint64_t *deleted; /* seqs of the user's pending deletes, sorted */
 	size_t ndeleted;
 	bool full;       /* a message did not fit: more */
@@ -204,14 +204,14 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	c.last_seq = after_seq;
 	/* Enough rows for limit messages past the deleted ones, and one to tell "more". */
 	sql_limit = (uint64_t)limit + c.ndeleted + 1;
-	if (store_db_range(&st->reader, uid, after_seq, now_ms, (uint32_t)sql_limit, sync_row,
-	                   &c) != SQLITE_OK) {
+	if (st->reader->ops->range(st->reader, uid, after_seq, now_ms, (uint32_t)sql_limit,
+	                           sync_row, &c) != 0) {
 		goto io;
 	}
 	if (!c.full && c.rows < sql_limit) {
 		sync_pending_below(&c, UINT64_MAX);
 	}
-	/* Stopped at a message that did not fit, or SQLite may hold more than it returned. */
+	/* Stopped at a message that did not fit, or the database may hold more than it returned. */
 	r->more = c.full || c.rows >= sql_limit;
 	r->messages = c.msgs;
 	r->n_messages = c.n;
@@ -220,12 +220,12 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	r->head_seq = u->head;
 	/*
 	 * The lowest seq still stored. A replaced NOTIFY whose delete is still
-	 * pending is in SQLite (and maybe among the pending appends) but is no
+	 * pending is in the database (and maybe among the pending appends) but is no
 	 * longer stored: skip those, or oldest_seq would point at a hole. Of
 	 * the ndeleted + 1 lowest rows at least one is not deleted.
 	 */
-	if (store_db_range(&st->reader, uid, 0, now_ms, (uint32_t)c.ndeleted + 1, sync_oldest_row,
-	                   &c) != SQLITE_OK) {
+	if (st->reader->ops->range(st->reader, uid, 0, now_ms, (uint32_t)c.ndeleted + 1,
+	                           sync_oldest_row, &c) != 0) {
 		c.oldest = 0;
 	}
 	oldest = c.oldest;
@@ -282,7 +282,7 @@ enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const
 	store_pending_trim(st);
 	HASH_FIND_STR(u->cursors, device, c);
 	*cursor = c ? c->seq : 0;
-	if (store_db_count_above(&st->reader, uid, *cursor, now_ms, &n) != SQLITE_OK) {
+	if (st->reader->ops->count_above(st->reader, uid, *cursor, now_ms, &n) != 0) {
 		return PG_STORE_IO;
 	}
 	for (p = u->pending_head; p; p = p->next_user) {
@@ -291,7 +291,7 @@ enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const
 		}
 		/*
 		 * A delete cancels the replaced message only if it was counted:
-		 * neither SQLite's count nor the pending appends include an
+		 * neither the database's count nor the pending appends include an
 		 * expired one (decrementing for it made a fresh notification
 		 * replacing an expired one read as 0 unread until applied).
 		 */

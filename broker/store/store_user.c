@@ -75,7 +75,7 @@ void store_user_free(struct store_user *u)
 	free(u);
 }
 
-/* The in-memory state of uid, loaded from SQLite on first use. NULL on failure. */
+/* The in-memory state of uid, loaded from the backend on first use. NULL on failure. */
 struct store_user *store_user_get(struct pg_store *st, const char *uid)
 {
 	struct store_user *u;
@@ -91,12 +91,10 @@ struct store_user *store_user_get(struct pg_store *st, const char *uid)
 	}
 	strcpy(u->uid, uid);
 	/*
-	 * Everything of this user is in SQLite: records journaled since open
+	 * Everything of this user is in the backend: records journaled since open
 	 * were made from this in-memory state, which did not exist yet.
 	 */
-	if (store_db_user_head(&st->reader, uid, &u->head) != SQLITE_OK ||
-	    store_db_notify_slots(&st->reader, uid, load_slot, u) != SQLITE_OK ||
-	    store_db_cursors(&st->reader, uid, load_cursor, u) != SQLITE_OK) {
+	if (st->reader->ops->load_user(st->reader, uid, &u->head, load_slot, load_cursor, u) != 0) {
 		store_user_free(u);
 		return NULL;
 	}
@@ -108,7 +106,7 @@ struct store_user *store_user_get(struct pg_store *st, const char *uid)
 
 /*
  * Drops idle users' state from memory. Only users with every record applied
- * (no pending entry, no cursor move still queued): SQLite has all of theirs,
+ * (no pending entry, no cursor move still queued): the backend has all of theirs,
  * and a reload rebuilds the same state.
  */
 void store_user_evict_idle(struct pg_store *st, int64_t now_ms)

@@ -19,9 +19,9 @@
 #include "ident.h"
 #include "journal.h"
 #include "store.h"
-#include "store_db.h"
+#include "store_backend.h"
 
-/* One journal record on its way to SQLite; owned by the queue, then the store thread. */
+/* One journal record on its way to the database; owned by the queue, then the store thread. */
 struct store_item {
 	uint64_t lsn;
 	size_t len;
@@ -30,7 +30,7 @@ struct store_item {
 
 /*
  * Broker thread -> store thread: every record journaled and not yet
- * committed to SQLite (the backlog). Bounded by store_queue_admit; the
+ * committed to the database (the backlog). Bounded by store_queue_admit; the
  * broker thread never waits on it.
  */
 struct store_queue {
@@ -120,8 +120,10 @@ struct store_dedup {
 struct pg_store {
 	struct pg_store_config cfg;
 	char *db_path;
-	struct store_db reader; /* broker thread */
-	struct store_db writer; /* store thread (and open-time replay) */
+	const struct store_backend_ops *be_ops;
+	struct store_be_config be_cfg;
+	struct store_be *reader; /* broker thread */
+	struct store_be *writer; /* store thread (and open-time replay) */
 	struct pg_journal *journal;
 	uint64_t next_lsn;
 	_Atomic uint64_t applied_lsn;
@@ -132,7 +134,7 @@ struct pg_store {
 	 * Every dedup key of the last one to two windows: generation `bloom_cur`
 	 * takes new keys, the other holds the previous window's; they swap
 	 * (the older cleared) once a window. A miss in both means "new" without
-	 * asking SQLite.
+	 * asking the database.
 	 */
 	struct pg_bloom bloom[2];
 	int bloom_cur;
@@ -227,12 +229,10 @@ int store_thread_start(struct pg_store *st);
 /* Applies what is queued, then stops the thread. */
 void store_thread_stop(struct pg_store *st);
 /*
- * Applies one packed record in the writer's open transaction, collecting
- * per-user changes in batch; store_apply_finish writes those (once per
- * transaction, before its commit).
+ * Applies one packed record to the writer's open batch. 0, or -1 (the
+ * writer's errmsg says why; the batch stays open for batch_abort). An
+ * unreadable record is skipped.
  */
-int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len,
-                       struct store_batch *batch, uint64_t *lsn);
-int store_apply_finish(struct pg_store *st, struct store_batch *batch);
+int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len);
 
 #endif

@@ -16,8 +16,19 @@
  *   presence(uid)                        users shown online (reset at start)
  *   meta(key, value)                     applied_lsn: journal records applied
  * "messages of uid after seq N" is a range scan of messages_by_user.
+ *
+ * The SQLite backend of the store (store_backend.h): the only file that
+ * knows SQLite. The writer connection applies journal records, a batch per
+ * transaction (BEGIN IMMEDIATE ... COMMIT), expires and prunes; the reader
+ * connection only reads, from WAL snapshots. SQLite's result codes stay in
+ * here: each operation returns 0 or -1, keeping the error's text for
+ * errmsg.
+ *
+ * Thread: each connection is used by one thread (SQLITE_OPEN_NOMUTEX).
+ * Ownership: a connection owns its statements and the batch's per-user
+ * entries; close frees them.
  */
-#include "store_db.h"
+#include "store_backend.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +38,59 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
 #include <uthash.h>
+
+#define STORE_SCHEMA_VERSION 2
+/* SQLite lock waits: the store thread's (it retries itself), the broker thread's. */
+#define STORE_DB_WRITER_BUSY_MS 1000
+#define STORE_DB_READER_BUSY_MS 200
+
+enum store_stmt {
+	SQL_GET_APPLIED,
+	SQL_SET_APPLIED,
+	SQL_USER_UPSERT_HEAD,
+	SQL_USER_STORED,
+	SQL_USER_GET,
+	SQL_MSG_INSERT,
+	SQL_MSG_DELETE,
+	SQL_MSG_CAP,
+	SQL_MSG_EXPIRE,
+	SQL_MSG_RANGE,
+	SQL_MSG_COUNT_ABOVE,
+	SQL_MSG_NOTIFY_SLOTS,
+	SQL_CURSOR_SET,
+	SQL_CURSOR_LOAD,
+	SQL_DEDUP_INSERT,
+	SQL_DEDUP_FIND,
+	SQL_DEDUP_PRUNE,
+	SQL_DEDUP_KEYS,
+	SQL_PRESENCE_ON,
+	SQL_PRESENCE_OFF,
+	SQL_PRESENCE_ALL,
+	SQL_BEGIN,
+	SQL_COMMIT,
+	SQL_ROLLBACK,
+	SQL_NSTMTS
+};
+
+struct store_db {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[SQL_NSTMTS];
+};
+
+static void store_db_close(struct store_db *d);
+
+/*
+ * What one transaction changes per user, so users.head_seq is written and
+ * the cap checked once per user per batch, not once per message
+ * (users.stored follows every row by trigger).
+ */
+struct store_batch_user;
+struct store_batch {
+	struct store_batch_user *users; /* uthash by uid */
+	uint64_t capped;                /* rows removed by the per-user cap */
+};
 
 static const char *const schema_v1[] = {
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
@@ -116,7 +179,7 @@ static const char *const sql_text[SQL_NSTMTS] = {
     [SQL_ROLLBACK] = "ROLLBACK",
 };
 
-const char *store_db_errmsg(struct store_db *d)
+static const char *store_db_errmsg(struct store_db *d)
 {
 	return d->db ? sqlite3_errmsg(d->db) : "no database";
 }
@@ -251,8 +314,14 @@ static void store_db_private_aux(const char *path, const char *suffix)
 	store_db_private(aux);
 }
 
-int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_full, char *err,
-                  size_t errlen)
+/*
+ * Opens path. The writer creates the file (0600, missing directories 0700,
+ * group and other access taken from existing files and their -wal/-shm),
+ * migrates the schema and sets WAL and synchronous (FULL if sync_full, else
+ * NORMAL); a reader expects all that done. 0, or -1 with err set (closed).
+ */
+static int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_full,
+                         char *err, size_t errlen)
 {
 	/* The reader opens read-write too (it never writes): WAL readers need the -shm file. */
 	int flags = writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READWRITE;
@@ -302,7 +371,7 @@ int store_db_open(struct store_db *d, const char *path, bool writer, bool sync_f
 	return 0;
 }
 
-void store_db_close(struct store_db *d)
+static void store_db_close(struct store_db *d)
 {
 	int i;
 
@@ -334,12 +403,12 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 	}
 }
 
-int store_db_exec_simple(struct store_db *d, enum store_stmt which)
+static int store_db_exec_simple(struct store_db *d, enum store_stmt which)
 {
 	return store_db_run(d->stmt[which]);
 }
 
-int store_db_get_applied(struct store_db *d, uint64_t *lsn)
+static int store_db_get_applied(struct store_db *d, uint64_t *lsn)
 {
 	sqlite3_stmt *st = d->stmt[SQL_GET_APPLIED];
 	int rc = sqlite3_step(st);
@@ -349,7 +418,7 @@ int store_db_get_applied(struct store_db *d, uint64_t *lsn)
 	return rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-int store_db_set_applied(struct store_db *d, uint64_t lsn)
+static int store_db_set_applied(struct store_db *d, uint64_t lsn)
 {
 	sqlite3_stmt *st = d->stmt[SQL_SET_APPLIED];
 
@@ -444,8 +513,9 @@ static int store_db_apply_append(struct store_db *d, const Pigeon__Journal__Appe
 	return SQLITE_OK;
 }
 
-int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
-                   struct store_batch *batch)
+/* Applies one record inside the caller's transaction. 0 or an SQLite code. */
+static int store_db_apply(struct store_db *d, const Pigeon__Journal__Record *rec,
+                          struct store_batch *batch)
 {
 	sqlite3_stmt *st;
 
@@ -511,7 +581,12 @@ static int store_db_finish_user(struct store_db *d, const struct store_batch_use
 	return SQLITE_OK;
 }
 
-int store_db_batch_finish(struct store_db *d, struct store_batch *batch, uint32_t max_per_user)
+/*
+ * Writes the batch's per-user heads and counts and enforces max_per_user
+ * (0: no cap); frees the batch's users either way. 0 or an SQLite code.
+ */
+static int store_db_batch_finish(struct store_db *d, struct store_batch *batch,
+                                 uint32_t max_per_user)
 {
 	struct store_batch_user *bu, *tmp;
 	int rc = SQLITE_OK;
@@ -527,7 +602,7 @@ int store_db_batch_finish(struct store_db *d, struct store_batch *batch, uint32_
 	return rc;
 }
 
-int store_db_expire(struct store_db *d, int64_t now_ms, int batch, uint64_t *n)
+static int store_db_expire(struct store_db *d, int64_t now_ms, int batch, uint64_t *n)
 {
 	sqlite3_stmt *st = d->stmt[SQL_MSG_EXPIRE];
 	int rc;
@@ -542,7 +617,7 @@ int store_db_expire(struct store_db *d, int64_t now_ms, int batch, uint64_t *n)
 	return rc;
 }
 
-int store_db_prune_dedup(struct store_db *d, int64_t before_ms)
+static int store_db_prune_dedup(struct store_db *d, int64_t before_ms)
 {
 	sqlite3_stmt *st = d->stmt[SQL_DEDUP_PRUNE];
 
@@ -550,7 +625,7 @@ int store_db_prune_dedup(struct store_db *d, int64_t before_ms)
 	return store_db_run(st);
 }
 
-int store_db_user_head(struct store_db *d, const char *uid, uint64_t *head)
+static int store_db_user_head(struct store_db *d, const char *uid, uint64_t *head)
 {
 	int64_t v;
 	int rc = store_db_user_int64(d->stmt[SQL_USER_GET], uid, &v);
@@ -559,10 +634,10 @@ int store_db_user_head(struct store_db *d, const char *uid, uint64_t *head)
 	return rc;
 }
 
-int store_db_notify_slots(struct store_db *d, const char *uid,
-                          void (*fn)(const char *type, uint64_t seq, uint32_t merged,
-                                     int64_t expires_at_ms, void *ud),
-                          void *ud)
+static int store_db_notify_slots(struct store_db *d, const char *uid,
+                                 void (*fn)(const char *type, uint64_t seq, uint32_t merged,
+                                            int64_t expires_at_ms, void *ud),
+                                 void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_MSG_NOTIFY_SLOTS];
 	int rc;
@@ -580,8 +655,8 @@ int store_db_notify_slots(struct store_db *d, const char *uid,
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int store_db_cursors(struct store_db *d, const char *uid,
-                     void (*fn)(const char *device, uint64_t seq, void *ud), void *ud)
+static int store_db_cursors(struct store_db *d, const char *uid,
+                            void (*fn)(const char *device, uint64_t seq, void *ud), void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_CURSOR_LOAD];
 	int rc;
@@ -596,9 +671,9 @@ int store_db_cursors(struct store_db *d, const char *uid,
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t now_ms,
-                   uint32_t limit, int (*fn)(uint64_t seq, const void *env, size_t len, void *ud),
-                   void *ud)
+static int store_db_range(struct store_db *d, const char *uid, uint64_t after, int64_t now_ms,
+                          uint32_t limit,
+                          int (*fn)(uint64_t seq, const void *env, size_t len, void *ud), void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_MSG_RANGE];
 	int rc;
@@ -637,14 +712,14 @@ static int store_db_scalar(sqlite3_stmt *st, const char *uid, int64_t a, int64_t
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
-                         uint64_t *n)
+static int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
+                                uint64_t *n)
 {
 	return store_db_scalar(d->stmt[SQL_MSG_COUNT_ABOVE], uid, (int64_t)seq, now_ms, 3, n);
 }
 
-int store_db_dedup_find(struct store_db *d, const char *sender, const char *recipient,
-                        const char *msg_id, int64_t since_ms, uint64_t *seq, bool *found)
+static int store_db_dedup_find(struct store_db *d, const char *sender, const char *recipient,
+                               const char *msg_id, int64_t since_ms, uint64_t *seq, bool *found)
 {
 	sqlite3_stmt *st = d->stmt[SQL_DEDUP_FIND];
 	int rc;
@@ -661,7 +736,8 @@ int store_db_dedup_find(struct store_db *d, const char *sender, const char *reci
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *ud), void *ud)
+static int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *ud),
+                                 void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_PRESENCE_ALL];
 	int rc;
@@ -673,10 +749,10 @@ int store_db_online_users(struct store_db *d, void (*fn)(const char *uid, void *
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
-                        void (*fn)(const char *sender, const char *recipient, const char *msg_id,
-                                   void *ud),
-                        void *ud)
+static int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
+                               void (*fn)(const char *sender, const char *recipient,
+                                          const char *msg_id, void *ud),
+                               void *ud)
 {
 	sqlite3_stmt *st = d->stmt[SQL_DEDUP_KEYS];
 	int rc;
@@ -694,3 +770,229 @@ int store_db_dedup_keys(struct store_db *d, int64_t since_ms,
 	sqlite3_clear_bindings(st);
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
+
+/* ---------- the backend interface ---------- */
+
+struct store_sqlite {
+	struct store_be be; /* first: the interface's view */
+	struct store_db d;
+	uint32_t max_per_user;
+	struct store_batch batch; /* the open batch's users */
+	char err[256];            /* the last failure's text */
+};
+
+static struct store_sqlite *sq_of(struct store_be *be)
+{
+	return (struct store_sqlite *)be;
+}
+
+/* 0 for SQLITE_OK; else keeps the connection's error text (before any rollback) and -1. */
+static int sq_result(struct store_sqlite *c, int rc)
+{
+	if (rc == SQLITE_OK) {
+		return 0;
+	}
+	snprintf(c->err, sizeof(c->err), "%s",
+	         c->d.db && sqlite3_errcode(c->d.db) != SQLITE_OK ? sqlite3_errmsg(c->d.db)
+	                                                          : sqlite3_errstr(rc));
+	return -1;
+}
+
+/* Frees the batch's per-user entries without writing them. */
+static void sq_batch_reset(struct store_batch *batch)
+{
+	struct store_batch_user *bu, *tmp;
+
+	HASH_ITER(hh, batch->users, bu, tmp)
+	{
+		HASH_DEL(batch->users, bu);
+		free(bu);
+	}
+	batch->capped = 0;
+}
+
+static struct store_be *sq_open(const struct store_be_config *cfg, enum store_be_role role,
+                                char *err, size_t errlen)
+{
+	struct store_sqlite *c = calloc(1, sizeof(*c));
+
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (store_db_open(&c->d, cfg->path, role == STORE_BE_WRITER, cfg->sync_full, err, errlen) !=
+	    0) {
+		free(c);
+		return NULL;
+	}
+	c->be.ops = &store_sqlite_ops;
+	c->max_per_user = cfg->max_per_user;
+	return &c->be;
+}
+
+static void sq_close(struct store_be *be)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	if (c == NULL) {
+		return;
+	}
+	sq_batch_reset(&c->batch);
+	store_db_close(&c->d); /* sqlite3_close rolls an open transaction back */
+	free(c);
+}
+
+static const char *sq_errmsg(struct store_be *be)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return c->err[0] ? c->err : store_db_errmsg(&c->d);
+}
+
+static int sq_get_applied(struct store_be *be, uint64_t *lsn)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(c, store_db_get_applied(&c->d, lsn));
+}
+
+static int sq_batch_begin(struct store_be *be)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(c, store_db_exec_simple(&c->d, SQL_BEGIN));
+}
+
+static int sq_batch_apply(struct store_be *be, const Pigeon__Journal__Record *rec)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(c, store_db_apply(&c->d, rec, &c->batch));
+}
+
+static int sq_batch_commit(struct store_be *be, uint64_t applied_lsn, uint64_t *capped)
+{
+	struct store_sqlite *c = sq_of(be);
+	int rc = store_db_batch_finish(&c->d, &c->batch, c->max_per_user);
+
+	*capped = 0;
+	if (rc == SQLITE_OK) {
+		rc = store_db_set_applied(&c->d, applied_lsn);
+	}
+	if (rc == SQLITE_OK) {
+		rc = store_db_exec_simple(&c->d, SQL_COMMIT);
+	}
+	if (sq_result(c, rc) != 0) {
+		store_db_exec_simple(&c->d, SQL_ROLLBACK);
+		c->batch.capped = 0;
+		return -1;
+	}
+	*capped = c->batch.capped;
+	c->batch.capped = 0;
+	return 0;
+}
+
+static void sq_batch_abort(struct store_be *be)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	sq_batch_reset(&c->batch);
+	store_db_exec_simple(&c->d, SQL_ROLLBACK);
+}
+
+static int sq_expire(struct store_be *be, int64_t now_ms, int max, int64_t dedup_before_ms,
+                     uint64_t *expired)
+{
+	struct store_sqlite *c = sq_of(be);
+	int rc;
+
+	*expired = 0;
+	if (sq_result(c, store_db_exec_simple(&c->d, SQL_BEGIN)) != 0) {
+		return 1;
+	}
+	if ((rc = store_db_expire(&c->d, now_ms, max, expired)) != SQLITE_OK ||
+	    (rc = store_db_prune_dedup(&c->d, dedup_before_ms)) != SQLITE_OK ||
+	    (rc = store_db_exec_simple(&c->d, SQL_COMMIT)) != SQLITE_OK) {
+		sq_result(c, rc);
+		store_db_exec_simple(&c->d, SQL_ROLLBACK);
+		*expired = 0;
+		return -1;
+	}
+	return 0;
+}
+
+static int sq_load_user(struct store_be *be, const char *uid, uint64_t *head, store_be_slot_fn slot,
+                        store_be_cursor_fn cursor, void *ud)
+{
+	struct store_sqlite *c = sq_of(be);
+	int rc = store_db_user_head(&c->d, uid, head);
+
+	if (rc == SQLITE_OK) {
+		rc = store_db_notify_slots(&c->d, uid, slot, ud);
+	}
+	if (rc == SQLITE_OK) {
+		rc = store_db_cursors(&c->d, uid, cursor, ud);
+	}
+	return sq_result(c, rc);
+}
+
+static int sq_range(struct store_be *be, const char *uid, uint64_t after, int64_t now_ms,
+                    uint32_t limit, store_be_row_fn fn, void *ud)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(c, store_db_range(&c->d, uid, after, now_ms, limit, fn, ud));
+}
+
+static int sq_count_above(struct store_be *be, const char *uid, uint64_t seq, int64_t now_ms,
+                          uint64_t *n)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(c, store_db_count_above(&c->d, uid, seq, now_ms, n));
+}
+
+static int sq_dedup_find(struct store_be *be, const char *sender, const char *recipient,
+                         const char *msg_id, int64_t since_ms, uint64_t *seq, bool *found)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(
+	    c, store_db_dedup_find(&c->d, sender, recipient, msg_id, since_ms, seq, found));
+}
+
+static int sq_dedup_keys(struct store_be *be, int64_t since_ms,
+                         void (*fn)(const char *sender, const char *recipient, const char *msg_id,
+                                    void *ud),
+                         void *ud)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(c, store_db_dedup_keys(&c->d, since_ms, fn, ud));
+}
+
+static int sq_online_users(struct store_be *be, void (*fn)(const char *uid, void *ud), void *ud)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(c, store_db_online_users(&c->d, fn, ud));
+}
+
+const struct store_backend_ops store_sqlite_ops = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .errmsg = sq_errmsg,
+    .get_applied = sq_get_applied,
+    .batch_begin = sq_batch_begin,
+    .batch_apply = sq_batch_apply,
+    .batch_commit = sq_batch_commit,
+    .batch_abort = sq_batch_abort,
+    .expire = sq_expire,
+    .load_user = sq_load_user,
+    .range = sq_range,
+    .count_above = sq_count_above,
+    .dedup_find = sq_dedup_find,
+    .dedup_keys = sq_dedup_keys,
+    .online_users = sq_online_users,
+};
