@@ -12,6 +12,7 @@
  *   store_sync.c     the merged read path: sync, head, unread
  *   store_apply.c    the store thread and its queue
  *   store_sqlite.c   the SQLite backend (internal/store_backend.h), all the SQL
+ *   store_faulty.c   a backend that wraps another and fails on demand (tests)
  *
  * Thread: every function here runs on the broker thread. Ownership:
  * struct pg_store owns everything it points to; pg_store_close frees it.
@@ -53,16 +54,22 @@ static const struct store_backend_ops *store_backend_find(const char *name)
 	return NULL;
 }
 
-/* Picks the backend cfg.backend names and opens the writer. 0, or -1 with err set. */
+/*
+ * Picks the backend cfg.backend names ("faulty:<name>" wraps <name>) and
+ * opens the writer. 0, or -1 with err set (store_backend_close cleans up).
+ */
 static int store_backend_open(struct pg_store *st, char *err, size_t errlen)
 {
+	static const char faulty[] = "faulty:";
 	const char *name = st->cfg.backend ? st->cfg.backend : "sqlite";
+	bool wrap = strncmp(name, faulty, sizeof(faulty) - 1) == 0;
 
-	st->be_ops = store_backend_find(name);
-	if (st->be_ops == NULL) {
+	st->be_cfg.inner = store_backend_find(wrap ? name + sizeof(faulty) - 1 : name);
+	if (st->be_cfg.inner == NULL) {
 		snprintf(err, errlen, "unknown store backend \"%s\"", name);
 		return -1;
 	}
+	st->be_ops = wrap ? &store_faulty_ops : st->be_cfg.inner;
 	st->be_cfg.path = st->db_path;
 	st->be_cfg.sync_full = st->cfg.sync_full;
 	st->be_cfg.max_per_user = st->cfg.max_per_user;
@@ -490,4 +497,9 @@ bool pg_store_flush(struct pg_store *st)
 	pthread_mutex_unlock(&st->q.mu);
 	store_pending_trim(st);
 	return done;
+}
+
+enum pg_store_status pg_store_test_hold_applier(struct pg_store *st, bool hold)
+{
+	return store_faulty_hold(st->writer, hold) == 0 ? PG_STORE_OK : PG_STORE_INVALID;
 }

@@ -49,7 +49,11 @@ struct pg_store_config {
 	 */
 	uint32_t backlog_max;
 	size_t backlog_max_bytes;
-	/* The database behind the store (read during pg_store_open): NULL or "sqlite". */
+	/*
+	 * The database behind the store (read during pg_store_open): NULL or
+	 * "sqlite". "faulty:<name>" wraps <name> for tests
+	 * (pg_store_test_hold_applier).
+	 */
 	const char *backend;
 };
 
@@ -173,5 +177,15 @@ PG_EXPORT void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *ou
  * at most 10 s (a failing store). True if everything was applied.
  */
 PG_EXPORT bool pg_store_flush(struct pg_store *st);
+
+/*
+ * For tests, on a store opened with backend "faulty:...": while hold is
+ * set, the store thread's writes fail as if another process held the
+ * database locked (it retries, and records wait in the journal and the
+ * backlog, as in production); once cleared, the next retry applies them
+ * (pg_store_flush cuts the pause short). Any thread. PG_STORE_INVALID for
+ * another backend.
+ */
+PG_EXPORT enum pg_store_status pg_store_test_hold_applier(struct pg_store *st, bool hold);
 
 #endif

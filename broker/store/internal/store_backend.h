@@ -2,7 +2,8 @@
 /*
  * The store's database behind a small interface, in the spirit of Redis's
  * rio: a struct of operations, one implementation per file. store_sqlite.c
- * is the database pigeon ships with.
+ * is the database pigeon ships with; store_faulty.c wraps another backend
+ * and fails on demand (pg_store_test_hold_applier), for tests.
  *
  * The store opens two connections to the same database: a writer, used by
  * the store thread (and by journal replay at open, before that thread
@@ -43,6 +44,8 @@ struct store_be_config {
 	const char *path;      /* pg_store_config.db_path */
 	bool sync_full;        /* survive power loss at each commit */
 	uint32_t max_per_user; /* stored messages kept per user (0: no cap) */
+	/* store_faulty_ops only: the backend it wraps. */
+	const struct store_backend_ops *inner;
 };
 
 /* Called for each stored NOTIFY of a user (load_user). */
@@ -133,5 +136,14 @@ struct store_backend_ops {
 
 /* store_sqlite.c */
 extern const struct store_backend_ops store_sqlite_ops;
+/* store_faulty.c */
+extern const struct store_backend_ops store_faulty_ops;
+/*
+ * Makes a store_faulty_ops writer fail every batch_begin and expire (as a
+ * database held by another process would) while hold is set; setting it
+ * waits for a batch under way to end. 0, or -1 if be was not opened by
+ * store_faulty_ops.
+ */
+int store_faulty_hold(struct store_be *be, bool hold);
 
 #endif
