@@ -23,6 +23,7 @@ How the faults are made (the tests run as root, which ignores file modes):
   1 MiB bodies) and new stored sends are refused with refused/store_busy.
 """
 
+import re
 import resource
 import sqlite3
 import time
@@ -226,6 +227,13 @@ def test_locked_database_keeps_the_broker_responsive_and_catches_up(brokers, key
         lock.release()
     # The store catches up by itself; then stored sends are taken again.
     assert wait_until(lambda: "SQLite writes work again" in b.log_text(), timeout=30 * SLOW)
+    # The store thread's lines reach Mosquitto's own log (log_dest), through
+    # the broker thread, with Mosquitto's timestamp; none goes to stderr.
+    log = b.log_bytes().decode(errors="replace")
+    assert re.search(r"^\d+: pigeon store: SQLite writes work again", log, re.M), log[-3000:]
+    assert re.search(r"^\d+: pigeon store: .*refusing new stored sends", log, re.M)
+    out = b.out_path.read_text(errors="replace") if b.out_path.exists() else ""
+    assert "pigeon store" not in out, out[-2000:]
     ok = wait_until(lambda: svc.chat("l-carol", b"%08d" % 80 + b"x" * (BIG - 8))
                     in PUBACK_ACCEPTED, timeout=10 * SLOW, interval=0.1)
     assert ok, "big sends still refused after the store caught up"
