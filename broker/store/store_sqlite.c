@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The store's SQL: schema and migrations, and every statement, prepared once
- * per connection and reused (reset after each use).
+ * The SQLite backend of the store (internal/store_backend.h): the only file
+ * that knows SQLite. The writer connection applies journal records, a batch
+ * per transaction (BEGIN IMMEDIATE ... COMMIT), expires and prunes; the
+ * reader connection only reads, from WAL snapshots. SQLite's result codes
+ * stay in here: each operation returns 0 or -1, keeping the error's text
+ * for errmsg. Schema and migrations, and every statement, prepared once per
+ * connection and reused (reset after each use).
  *
  * Tables:
  *   users(uid, head_seq, stored)         head survives restarts; stored counts rows,
@@ -16,13 +21,6 @@
  *   presence(uid)                        users shown online (reset at start)
  *   meta(key, value)                     applied_lsn: journal records applied
  * "messages of uid after seq N" is a range scan of messages_by_user.
- *
- * The SQLite backend of the store (store_backend.h): the only file that
- * knows SQLite. The writer connection applies journal records, a batch per
- * transaction (BEGIN IMMEDIATE ... COMMIT), expires and prunes; the reader
- * connection only reads, from WAL snapshots. SQLite's result codes stay in
- * here: each operation returns 0 or -1, keeping the error's text for
- * errmsg.
  *
  * Thread: each connection is used by one thread (SQLITE_OPEN_NOMUTEX).
  * Ownership: a connection owns its statements and the batch's per-user

@@ -2173,6 +2173,39 @@ static void test_seq_space_exhausted_refuses(void)
 	fx_done(&f);
 }
 
+/*
+ * pg_store_config.backend picks the database: "sqlite" (also NULL), the
+ * test wrapper "faulty:<name>"; an unknown name fails the open and says so.
+ * The test hook only works on the wrapper.
+ */
+static void test_backend_is_chosen_by_name(void)
+{
+	static const char *const unknown[] = {"nosuch", "faulty:nosuch", "faulty:faulty:sqlite",
+	                                      "faulty"};
+	struct pg_store *st = NULL;
+	char err[256];
+	struct fx f;
+	size_t i;
+
+	fx_init(&f, 0);
+	for (i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		f.cfg.backend = unknown[i];
+		err[0] = '\0';
+		CHECK_EQ(pg_store_open(&f.cfg, &st, err, sizeof(err)), -1);
+		CHECK(strstr(err, "unknown store backend") != NULL);
+	}
+	f.cfg.backend = "sqlite";
+	fx_open(&f);
+	CHECK_EQ(pg_store_test_hold_applier(f.st, true), PG_STORE_INVALID);
+	CHECK_EQ(chat(f.st, "alice", "bob", NULL, "one"), 1);
+	CHECK(pg_store_flush(f.st));
+	fx_close(&f);
+	f.cfg.backend = NULL;
+	fx_open(&f);
+	CHECK_EQ(head_of(f.st, "bob"), 1);
+	fx_done(&f);
+}
+
 int main(void)
 {
 	RUN(test_chat_seqs_per_recipient);
@@ -2200,5 +2233,6 @@ int main(void)
 	RUN(test_sync_bound_counts_whole_envelopes);
 	RUN(test_file_modes);
 	RUN(test_seq_space_exhausted_refuses);
+	RUN(test_backend_is_chosen_by_name);
 	return check_exit();
 }
