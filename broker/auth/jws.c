@@ -94,16 +94,16 @@ int pg_alg_parse_list(const char *list, unsigned *out, char *err, size_t errlen)
 			snprintf(err, errlen,
 			         "unknown JWT algorithm '%.*s' (known: HS256, ES256, EdDSA)",
 			         (int)(end - start), start);
-			return -1;
+			return PG_ERR_INVALID;
 		}
 		set |= alg;
 	}
 	if (set == 0) {
 		snprintf(err, errlen, "no JWT algorithm given");
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	*out = set;
-	return 0;
+	return PG_OK;
 }
 
 struct pg_keyring *pg_keyring_new(void)
@@ -144,10 +144,14 @@ static unsigned char *jws_dup_secret(const unsigned char *secret, size_t len)
 
 int pg_keyring_set_secret(struct pg_keyring *kr, const unsigned char *secret, size_t len)
 {
-	unsigned char *copy = jws_dup_secret(secret, len);
+	unsigned char *copy;
 
+	if (len == 0) {
+		return PG_ERR_INVALID;
+	}
+	copy = jws_dup_secret(secret, len);
 	if (copy == NULL) {
-		return -1;
+		return PG_ERR_NOMEM;
 	}
 	if (kr->secret) {
 		OPENSSL_cleanse(kr->secret, kr->secret_len);
@@ -155,7 +159,7 @@ int pg_keyring_set_secret(struct pg_keyring *kr, const unsigned char *secret, si
 	}
 	kr->secret = copy;
 	kr->secret_len = len;
-	return 0;
+	return PG_OK;
 }
 
 /* Which JWS algorithm a key serves: ES256 for P-256, EdDSA for Ed25519, else 0. */

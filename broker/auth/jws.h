@@ -14,6 +14,7 @@
 #define PIGEON_JWS_H
 
 #include "export.h"
+#include "result.h"
 
 #include <stddef.h>
 
@@ -30,7 +31,8 @@ PG_EXPORT const char *pg_alg_name(unsigned alg);
 PG_EXPORT unsigned pg_alg_from_name(const char *name, size_t len);
 /*
  * Parses a comma list ("HS256,EdDSA", spaces allowed) into a set of algs.
- * Returns 0, or -1 with a message in err for an unknown or empty list.
+ * Returns PG_OK, or PG_ERR_INVALID with a message in err for an unknown or
+ * empty list.
  */
 PG_EXPORT int pg_alg_parse_list(const char *list, unsigned *out, char *err, size_t errlen);
 
@@ -39,7 +41,8 @@ struct pg_keyring;
 /* A new, empty keyring (NULL on allocation failure); free with pg_keyring_free. */
 PG_EXPORT struct pg_keyring *pg_keyring_new(void);
 PG_EXPORT void pg_keyring_free(struct pg_keyring *kr);
-/* Sets the HS256 secret (copied). Returns 0, or -1 if len is 0. */
+/* Sets the HS256 secret (copied). Returns PG_OK, PG_ERR_INVALID if len is 0, or
+ * PG_ERR_NOMEM. */
 PG_EXPORT int pg_keyring_set_secret(struct pg_keyring *kr, const unsigned char *secret, size_t len);
 /*
  * Adds every "PUBLIC KEY" PEM block in pem[0..len): P-256 EC keys serve

@@ -87,17 +87,17 @@ int pg_keyset_set_secret(struct pg_keyset *ks, const unsigned char *secret, size
 
 	if (len == 0) {
 		snprintf(err, errlen, "the HS256 secret is empty");
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	if (keyset_hash(keyset_secret_domain, sizeof(keyset_secret_domain), secret, len, &id) !=
 	        0 ||
 	    pg_keyring_set_secret(ks->all, secret, len) != 0) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		return PG_ERR_NOMEM;
 	}
 	ks->secret_id = id;
 	ks->has_secret = true;
-	return 0;
+	return PG_OK;
 }
 
 /* Gives pkey its own keyring and id (re-encoded as PEM for the keyring API). */

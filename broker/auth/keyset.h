@@ -23,6 +23,7 @@
 #define PIGEON_KEYSET_H
 
 #include "export.h"
+#include "result.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,7 +47,8 @@ PG_EXPORT void pg_keyset_free(struct pg_keyset *ks);
 
 /*
  * Sets the HS256 secret (copied; at most one: a second replaces the first).
- * Returns 0, or -1 with a message in err (empty secret, out of memory); on
+ * Returns PG_OK, or PG_ERR_INVALID (empty secret) / PG_ERR_NOMEM with a
+ * message in err; on
  * failure the keyset is unchanged.
  */
 PG_EXPORT int pg_keyset_set_secret(struct pg_keyset *ks, const unsigned char *secret, size_t len,

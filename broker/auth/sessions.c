@@ -159,18 +159,18 @@ int pg_sessions_add(const void *key, const struct pg_claims *claims, const char 
 
 	pg_sessions_remove(key);
 	if (heap_reserve() != 0) {
-		return -1;
+		return PG_ERR_NOMEM;
 	}
 	e = calloc(1, sizeof(*e));
 	if (e == NULL) {
-		return -1;
+		return PG_ERR_NOMEM;
 	}
 	u = sessions_user(claims->sub);
 	if (u == NULL) {
 		u = calloc(1, sizeof(*u));
 		if (u == NULL) {
 			free(e);
-			return -1;
+			return PG_ERR_NOMEM;
 		}
 		strcpy(u->uid, claims->sub);
 		HASH_ADD_STR(by_uid, uid, u);
@@ -197,7 +197,7 @@ int pg_sessions_add(const void *key, const struct pg_claims *claims, const char 
 	HASH_ADD_PTR(by_key, s.key, e);
 	heap_push(e);
 	sessions_notify(PG_SESSION_ADDED, &e->s);
-	return 0;
+	return PG_OK;
 }
 
 void pg_sessions_remove(const void *key)
@@ -329,12 +329,12 @@ void pg_sessions_log_flush(const void *key, int64_t now_ms, struct pg_loglimit_n
 int pg_sessions_watch(pg_session_watch_fn fn, void *userdata)
 {
 	if (nwatchers == SESSIONS_MAX_WATCHERS) {
-		return -1;
+		return PG_ERR_NOMEM;
 	}
 	watchers[nwatchers].fn = fn;
 	watchers[nwatchers].ud = userdata;
 	nwatchers++;
-	return 0;
+	return PG_OK;
 }
 
 void pg_sessions_unwatch(pg_session_watch_fn fn, void *userdata)

@@ -26,6 +26,7 @@
 #define PIGEON_SESSIONS_H
 
 #include "export.h"
+#include "result.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -62,7 +63,7 @@ typedef void (*pg_session_watch_fn)(enum pg_session_event ev, const struct pg_se
 /*
  * Records that key is connected as uid:device with claims, verified by the
  * key key_id (NULL: unknown). A session already under key is replaced:
- * removed, then added. Returns 0, or -1 when out of memory (then key has no
+ * removed, then added. Returns PG_OK, or PG_ERR_NOMEM (then key has no
  * session: the old one is gone). Watchers are called after the change.
  */
 PG_EXPORT int pg_sessions_add(const void *key, const struct pg_claims *claims, const char *device,
@@ -117,7 +118,8 @@ PG_EXPORT void pg_sessions_log_flush(const void *key, int64_t now_ms,
                                      struct pg_loglimit_note *note);
 
 /*
- * Adds a watcher called on every add/remove. Returns 0, or -1 if too many.
+ * Adds a watcher called on every add/remove. Returns PG_OK, or PG_ERR_NOMEM
+ * if too many.
  * Watchers must not add or remove sessions from inside the call.
  */
 PG_EXPORT int pg_sessions_watch(pg_session_watch_fn fn, void *userdata);

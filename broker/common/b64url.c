@@ -35,20 +35,20 @@ int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t ou
 	char stackbuf[1024];
 	char *std = stackbuf;
 	size_t pad, stdlen, i;
-	int n, rc = -1;
+	int n, rc = PG_ERR_INVALID;
 
 	if (inlen % 4 == 1 || inlen > 0x3fffffff) {
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	pad = (4 - inlen % 4) % 4;
 	stdlen = inlen + pad;
 	if (stdlen / 4 * 3 > outcap) {
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	if (stdlen + 1 > sizeof(stackbuf)) {
 		std = malloc(stdlen + 1);
 		if (std == NULL) {
-			return -1;
+			return PG_ERR_INVALID;
 		}
 	}
 	for (i = 0; i < inlen; i++) {
@@ -72,7 +72,7 @@ int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t ou
 	std[stdlen] = '\0';
 	if (stdlen == 0) {
 		*outlen = 0;
-		rc = 0;
+		rc = PG_OK;
 		goto out;
 	}
 	n = EVP_DecodeBlock(out, (const unsigned char *)std, (int)stdlen);
@@ -80,7 +80,7 @@ int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t ou
 		goto out;
 	}
 	*outlen = (size_t)n - pad;
-	rc = 0;
+	rc = PG_OK;
 out:
 	if (std != stackbuf) {
 		free(std);

@@ -8,6 +8,7 @@
 #define PIGEON_B64URL_H
 
 #include "export.h"
+#include "result.h"
 
 #include <stddef.h>
 
@@ -20,8 +21,8 @@
  * Decodes in[0..inlen) into out, whose capacity outcap must be at least
  * PG_B64URL_DECODED_MAX(inlen). Padding ('='), whitespace, the standard
  * alphabet's '+' '/' and non-zero pad bits in the last character (a
- * non-canonical encoding) are refused. Returns 0 and sets *outlen,
- * or -1 on malformed input or a too small out.
+ * non-canonical encoding) are refused. Returns PG_OK and sets *outlen,
+ * or PG_ERR_INVALID on malformed input or a too small out.
  */
 PG_EXPORT int pg_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outcap,
                                size_t *outlen);

@@ -33,26 +33,26 @@ int pg_client_id_split(const char *client_id, char uid[PG_IDENT_MAX + 1],
 	size_t len, ulen, dlen;
 
 	if (client_id == NULL) {
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	len = strnlen(client_id, PG_CLIENT_ID_MAX + 1);
 	if (len > PG_CLIENT_ID_MAX - 1) {
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	colon = memchr(client_id, ':', len);
 	if (colon == NULL) {
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	ulen = (size_t)(colon - client_id);
 	dlen = len - ulen - 1;
 	if (!pg_ident_valid(client_id, ulen) || !pg_ident_valid(colon + 1, dlen)) {
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	memcpy(uid, client_id, ulen);
 	uid[ulen] = '\0';
 	memcpy(device, colon + 1, dlen);
 	device[dlen] = '\0';
-	return 0;
+	return PG_OK;
 }
 
 const char *pg_role_name(enum pg_role role)
@@ -67,7 +67,7 @@ int pg_role_parse(const char *s, enum pg_role *out)
 	} else if (strcmp(s, "service") == 0) {
 		*out = PG_ROLE_SERVICE;
 	} else {
-		return -1;
+		return PG_ERR_INVALID;
 	}
-	return 0;
+	return PG_OK;
 }

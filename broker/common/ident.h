@@ -8,6 +8,7 @@
 #define PIGEON_IDENT_H
 
 #include "export.h"
+#include "result.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,12 +30,12 @@ PG_EXPORT bool pg_ident_valid_str(const char *s);
 
 /*
  * Splits a client id "<uid>:<device>" into uid and device, each validated.
- * Returns 0, or -1 if the client id does not have that shape.
+ * Returns PG_OK, or PG_ERR_INVALID if the client id does not have that shape.
  */
 PG_EXPORT int pg_client_id_split(const char *client_id, char uid[PG_IDENT_MAX + 1],
                                  char device[PG_IDENT_MAX + 1]);
 
-/* "user" / "service" for a role; the reverse returns -1 for anything else. */
+/* "user" / "service" for a role; the reverse returns PG_ERR_INVALID for anything else. */
 PG_EXPORT const char *pg_role_name(enum pg_role role);
 PG_EXPORT int pg_role_parse(const char *s, enum pg_role *out);
 

@@ -17,6 +17,7 @@
 #define PIGEON_LOG_H
 
 #include "export.h"
+#include "result.h"
 
 #define PG_LOG_QUEUE 1024
 #define PG_LOG_LINE_MAX 512
@@ -35,7 +36,7 @@ typedef void (*pg_log_sink_fn)(enum pg_log_level level, const char *line, void *
 /*
  * Installs fn as the sink; the calling thread becomes the one whose lines
  * are written at once. Several plugins may each install one: the last
- * installed is used until it is removed. Returns 0, or -1 when too many are
+ * installed is used until it is removed. Returns PG_OK, or PG_ERR_NOMEM when too many are
  * installed (the previous sink stays).
  */
 PG_EXPORT int pg_log_add_sink(pg_log_sink_fn fn, void *ud);

@@ -15,17 +15,17 @@ int pg_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *
 
 	if (s == NULL || *s < '0' || *s > '9') {
 		snprintf(err, errlen, "'%s' is not a whole number", s ? s : "");
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno != 0 || *end != '\0' || v < min || v > max) {
 		snprintf(err, errlen, "'%s' is not a whole number from %llu to %llu", s,
 		         (unsigned long long)min, (unsigned long long)max);
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	*out = v;
-	return 0;
+	return PG_OK;
 }
 
 int pg_opt_bool(const char *s, bool *out, char *err, size_t errlen)
@@ -37,15 +37,15 @@ int pg_opt_bool(const char *s, bool *out, char *err, size_t errlen)
 	for (i = 0; s != NULL && i < 4; i++) {
 		if (strcasecmp(s, yes[i]) == 0) {
 			*out = true;
-			return 0;
+			return PG_OK;
 		}
 		if (strcasecmp(s, no[i]) == 0) {
 			*out = false;
-			return 0;
+			return PG_OK;
 		}
 	}
 	snprintf(err, errlen, "'%s' is not true or false", s ? s : "");
-	return -1;
+	return PG_ERR_INVALID;
 }
 
 int pg_opt_rate(const char *s, unsigned default_per_s, unsigned *count, unsigned *per_s, char *err,
@@ -57,7 +57,7 @@ int pg_opt_rate(const char *s, unsigned default_per_s, unsigned *count, unsigned
 
 	if (s == NULL || strlen(s) >= sizeof(buf)) {
 		snprintf(err, errlen, "expected a rate N or N/SECONDS");
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	strcpy(buf, s);
 	slash = strchr(buf, '/');
@@ -66,11 +66,11 @@ int pg_opt_rate(const char *s, unsigned default_per_s, unsigned *count, unsigned
 	}
 	if (pg_opt_uint(buf, 0, 1000000000, &n, err, errlen) != 0 ||
 	    (slash && pg_opt_uint(slash + 1, 1, 86400, &per, err, errlen) != 0)) {
-		return -1;
+		return PG_ERR_INVALID;
 	}
 	*count = (unsigned)n;
 	*per_s = (unsigned)per;
-	return 0;
+	return PG_OK;
 }
 
 int pg_read_file(const char *path, size_t max, char **buf, size_t *len, char *err, size_t errlen)
@@ -81,7 +81,7 @@ int pg_read_file(const char *path, size_t max, char **buf, size_t *len, char *er
 
 	if (f == NULL) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-		return -1;
+		return PG_ERR_IO;
 	}
 	for (;;) {
 		char *grown;
@@ -122,9 +122,9 @@ int pg_read_file(const char *path, size_t max, char **buf, size_t *len, char *er
 	data[n] = '\0';
 	*buf = data;
 	*len = n;
-	return 0;
+	return PG_OK;
 fail:
 	fclose(f);
 	free(data);
-	return -1;
+	return PG_ERR_IO;
 }

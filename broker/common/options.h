@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Helpers for plugin options (plugin_opt_* values) and the small files they
- * name. Each returns 0, or -1 with a message for the operator in err.
+ * name. Each returns PG_OK, or a PG_ERR_* code (common/result.h) with a
+ * message for the operator in err.
  */
 #ifndef PIGEON_OPTIONS_H
 #define PIGEON_OPTIONS_H
 
 #include "export.h"
+#include "result.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -185,29 +185,29 @@ static void store_note_busy(struct pg_store *st)
 /*
  * Packs rec (with the next LSN) and appends it to the journal; on success
  * hands it to the store thread and sets *lsn. On failure nothing was
- * journaled: PG_STORE_BUSY (backlog at its bound; an append gets the bound,
- * other records its reserve too), PG_STORE_NOMEM or PG_STORE_IO.
+ * journaled: PG_ERR_BUSY (backlog at its bound; an append gets the bound,
+ * other records its reserve too), PG_ERR_NOMEM or PG_ERR_IO.
  */
-static enum pg_store_status store_journal(struct pg_store *st, Pigeon__Journal__Record *rec,
-                                          bool append, uint64_t *lsn)
+static int store_journal(struct pg_store *st, Pigeon__Journal__Record *rec, bool append,
+                         uint64_t *lsn)
 {
 	struct store_item *item;
-	enum pg_store_status rc;
+	int rc;
 	size_t len;
 
 	rec->lsn = st->next_lsn;
 	len = pigeon__journal__record__get_packed_size(rec);
 	/* Room in the backlog first: a journaled record must reach the store thread. */
 	rc = store_queue_admit(st, len, append);
-	if (rc != PG_STORE_OK) {
-		if (rc == PG_STORE_BUSY) {
+	if (rc != PG_OK) {
+		if (rc == PG_ERR_BUSY) {
 			store_note_busy(st);
 		}
 		return rc;
 	}
 	item = malloc(sizeof(*item) + len);
 	if (item == NULL) {
-		return PG_STORE_NOMEM;
+		return PG_ERR_NOMEM;
 	}
 	item->lsn = rec->lsn;
 	item->len = len;
@@ -221,13 +221,13 @@ static enum pg_store_status store_journal(struct pg_store *st, Pigeon__Journal__
 		}
 		st->journal_errors++;
 		free(item);
-		return PG_STORE_IO;
+		return PG_ERR_IO;
 	}
 	st->next_lsn++;
 	/* From here the store thread owns item (and may free it before push returns). */
 	*lsn = item->lsn;
 	store_queue_push(st, item);
-	return PG_STORE_OK;
+	return PG_OK;
 }
 
 static char *nonempty(const char *s)
@@ -235,9 +235,8 @@ static char *nonempty(const char *s)
 	return (char *)(s ? s : "");
 }
 
-enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
-                                     void *(*alloc)(size_t), void (*release)(void *),
-                                     struct pg_store_accepted *out)
+int pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg, void *(*alloc)(size_t),
+                    void (*release)(void *), struct pg_store_accepted *out)
 {
 	Pigeon__Envelope env = PIGEON__ENVELOPE__INIT;
 	Pigeon__Journal__Append app = PIGEON__JOURNAL__APPEND__INIT;
@@ -245,7 +244,7 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	struct store_user *u = NULL;
 	struct notify_slot *slot = NULL;
 	struct store_pending *pa = NULL, *pd = NULL;
-	enum pg_store_status rc;
+	int rc;
 	uint64_t ttl_s, lsn = 0, dup_seq;
 	bool found;
 
@@ -255,7 +254,7 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	    (msg->kind != PIGEON__KIND__CHAT && msg->kind != PIGEON__KIND__NOTIFY &&
 	     msg->kind != PIGEON__KIND__INSTANT) ||
 	    (msg->msg_id && strlen(msg->msg_id) > STORE_MSG_ID_MAX)) {
-		return PG_STORE_INVALID;
+		return PG_ERR_INVALID;
 	}
 	env.from = (char *)msg->from;
 	env.to = (char *)msg->to;
@@ -270,23 +269,23 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	if (msg->kind != PIGEON__KIND__INSTANT) {
 		u = store_user_get(st, msg->to);
 		if (u == NULL) {
-			return PG_STORE_IO;
+			return PG_ERR_IO;
 		}
 		if (msg->msg_id && msg->msg_id[0]) {
 			if (store_dedup_lookup(st, msg->from, msg->to, msg->msg_id, msg->now_ms,
 			                       &dup_seq, &found) != 0) {
-				return PG_STORE_IO;
+				return PG_ERR_IO;
 			}
 			if (found) {
 				out->seq = dup_seq;
 				out->duplicate = true;
 				st->duplicates++;
-				return PG_STORE_OK;
+				return PG_OK;
 			}
 		}
 		if (u->head == UINT64_MAX) {
 			/* Only a corrupt journal or database: seq 0 would mean INSTANT. */
-			return PG_STORE_IO;
+			return PG_ERR_IO;
 		}
 		ttl_s = msg->ttl_s && msg->ttl_s < st->cfg.ttl_s ? msg->ttl_s : st->cfg.ttl_s;
 		env.seq = u->head + 1;
@@ -313,11 +312,11 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	out->envelope_len = pigeon__envelope__get_packed_size(&env);
 	out->envelope = alloc(out->envelope_len ? out->envelope_len : 1);
 	if (out->envelope == NULL) {
-		return PG_STORE_NOMEM;
+		return PG_ERR_NOMEM;
 	}
 	pigeon__envelope__pack(&env, out->envelope);
 	if (msg->kind == PIGEON__KIND__INSTANT) {
-		return PG_STORE_OK;
+		return PG_OK;
 	}
 
 	/* Allocate everything before journaling, so nothing can fail after it. */
@@ -337,11 +336,11 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	}
 	if (pa == NULL || (app.replaces_seq && pd == NULL) ||
 	    (msg->kind == PIGEON__KIND__NOTIFY && slot == NULL)) {
-		rc = PG_STORE_NOMEM; /* an empty new slot left behind is harmless */
+		rc = PG_ERR_NOMEM; /* an empty new slot left behind is harmless */
 		goto fail;
 	}
 	rc = store_journal(st, &rec, true, &lsn);
-	if (rc != PG_STORE_OK) {
+	if (rc != PG_OK) {
 		goto fail;
 	}
 	/* Durable: now the in-memory state follows. */
@@ -366,7 +365,7 @@ enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_
 	st->accepted++;
 	out->seq = env.seq;
 	out->merged = env.merged;
-	return PG_STORE_OK;
+	return PG_OK;
 fail:
 	free(pa);
 	free(pd);
@@ -376,36 +375,36 @@ fail:
 	return rc;
 }
 
-enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const char *device,
-                                  uint64_t seq, uint64_t *cursor)
+int pg_store_ack(struct pg_store *st, const char *uid, const char *device, uint64_t seq,
+                 uint64_t *cursor)
 {
 	Pigeon__Journal__Cursor cur = PIGEON__JOURNAL__CURSOR__INIT;
 	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
 	struct store_user *u;
 	struct device_cursor *c;
-	enum pg_store_status rc;
+	int rc;
 	uint64_t lsn;
 
 	if (!pg_ident_valid_str(uid) || !pg_ident_valid_str(device)) {
-		return PG_STORE_INVALID;
+		return PG_ERR_INVALID;
 	}
 	u = store_user_get(st, uid);
 	if (u == NULL) {
-		return PG_STORE_IO;
+		return PG_ERR_IO;
 	}
 	HASH_FIND_STR(u->cursors, device, c);
 	*cursor = c ? c->seq : 0;
 	if (seq > u->head) {
-		return PG_STORE_INVALID;
+		return PG_ERR_INVALID;
 	}
 	st->acks++;
 	if (c != NULL && seq <= c->seq) {
-		return PG_STORE_OK; /* never backward */
+		return PG_OK; /* never backward */
 	}
 	if (c == NULL) {
 		c = calloc(1, sizeof(*c));
 		if (c == NULL) {
-			return PG_STORE_NOMEM;
+			return PG_ERR_NOMEM;
 		}
 		strcpy(c->device, device);
 		HASH_ADD_STR(u->cursors, device, c);
@@ -416,7 +415,7 @@ enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const ch
 	rec.change_case = PIGEON__JOURNAL__RECORD__CHANGE_CURSOR;
 	rec.cursor = &cur;
 	rc = store_journal(st, &rec, false, &lsn);
-	if (rc != PG_STORE_OK) {
+	if (rc != PG_OK) {
 		return rc; /* a new cursor entry at 0 is harmless */
 	}
 	u->last_lsn = lsn;
@@ -425,10 +424,10 @@ enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid, const ch
 		u->max_cursor = seq;
 	}
 	*cursor = seq;
-	return PG_STORE_OK;
+	return PG_OK;
 }
 
-enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid, bool online)
+int pg_store_set_presence(struct pg_store *st, const char *uid, bool online)
 {
 	Pigeon__Journal__Presence pr = PIGEON__JOURNAL__PRESENCE__INIT;
 	Pigeon__Journal__Record rec = PIGEON__JOURNAL__RECORD__INIT;
@@ -436,7 +435,7 @@ enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid,
 
 	/* Like every other entry point (an invalid uid was journaled and stored). */
 	if (!pg_ident_valid_str(uid)) {
-		return PG_STORE_INVALID;
+		return PG_ERR_INVALID;
 	}
 	pr.uid = (char *)uid;
 	pr.online = online;
@@ -499,7 +498,7 @@ bool pg_store_flush(struct pg_store *st)
 	return done;
 }
 
-enum pg_store_status pg_store_test_hold_applier(struct pg_store *st, bool hold)
+int pg_store_test_hold_applier(struct pg_store *st, bool hold)
 {
-	return store_faulty_hold(st->writer, hold) == 0 ? PG_STORE_OK : PG_STORE_INVALID;
+	return store_faulty_hold(st->writer, hold) == 0 ? PG_OK : PG_ERR_INVALID;
 }

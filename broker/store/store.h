@@ -21,13 +21,14 @@
  * Faults: no function here waits for the store thread (pg_store_flush
  * aside). While SQLite cannot take writes (disk full, locked, read-only),
  * records wait in the journal and in memory up to the backlog bound;
- * beyond it new stored sends get PG_STORE_BUSY, and the store catches up by
+ * beyond it new stored sends get PG_ERR_BUSY, and the store catches up by
  * itself once SQLite works again (docs/store.md).
  */
 #ifndef PIGEON_STORE_H
 #define PIGEON_STORE_H
 
 #include "export.h"
+#include "result.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -45,7 +46,7 @@ struct pg_store_config {
 	uint64_t dedup_window_s; /* how long a (sender, recipient, msg_id) is remembered */
 	/*
 	 * Backlog bound: records journaled but not yet in SQLite beyond which
-	 * accept answers PG_STORE_BUSY (0: 65536 records, 64 MiB).
+	 * accept answers PG_ERR_BUSY (0: 65536 records, 64 MiB).
 	 */
 	uint32_t backlog_max;
 	size_t backlog_max_bytes;
@@ -91,13 +92,12 @@ struct pg_store_accepted {
 	size_t envelope_len;
 };
 
-enum pg_store_status {
-	PG_STORE_OK = 0,
-	PG_STORE_INVALID, /* bad argument (kind, identifiers) */
-	PG_STORE_IO,      /* the journal or database failed: nothing was accepted */
-	PG_STORE_NOMEM,
-	PG_STORE_BUSY, /* SQLite is behind by the backlog bound: nothing was accepted */
-};
+/*
+ * Every function here that can fail returns a pg_result (common/result.h):
+ * PG_OK, PG_ERR_INVALID (a bad argument: kind, identifiers), PG_ERR_IO (the
+ * journal or database failed: nothing was accepted), PG_ERR_NOMEM, or
+ * PG_ERR_BUSY (the backlog is at its bound: nothing was accepted).
+ */
 
 /*
  * Accepts a message: CHAT and NOTIFY get the recipient's next seq, are
@@ -105,23 +105,23 @@ enum pg_store_status {
  * stored one of its type. INSTANT only gets its envelope. A duplicate
  * (from, to, msg_id) returns the original seq with duplicate set and changes
  * nothing. The envelope is allocated with alloc (so a Mosquitto plugin can
- * hand it to the broker) and owned by the caller on PG_STORE_OK; on any
+ * hand it to the broker) and owned by the caller on PG_OK; on any
  * other status it has been freed with release and out->envelope is NULL.
- * PG_STORE_BUSY: the backlog is full (SQLite failing or far behind); the
+ * PG_ERR_BUSY: the backlog is full (SQLite failing or far behind); the
  * send may be retried later.
  */
-PG_EXPORT enum pg_store_status pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
-                                               void *(*alloc)(size_t), void (*release)(void *),
-                                               struct pg_store_accepted *out);
+PG_EXPORT int pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg,
+                              void *(*alloc)(size_t), void (*release)(void *),
+                              struct pg_store_accepted *out);
 
 /*
  * Moves uid's device cursor to seq if that is forward (journaled when it
- * moves). *cursor is the cursor afterwards. PG_STORE_INVALID if seq is
- * beyond the user's head; PG_STORE_BUSY if even the backlog's reserve for
+ * moves). *cursor is the cursor afterwards. PG_ERR_INVALID if seq is
+ * beyond the user's head; PG_ERR_BUSY if even the backlog's reserve for
  * acks is full (the cursor did not move).
  */
-PG_EXPORT enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid,
-                                            const char *device, uint64_t seq, uint64_t *cursor);
+PG_EXPORT int pg_store_ack(struct pg_store *st, const char *uid, const char *device, uint64_t seq,
+                           uint64_t *cursor);
 
 /*
  * The stored messages of uid with seq > after_seq, ascending, at most limit
@@ -131,22 +131,20 @@ PG_EXPORT enum pg_store_status pg_store_ack(struct pg_store *st, const char *uid
  * when none is). Only the messages returned are read and unpacked.
  * *out is freed with pg_store_sync_free.
  */
-PG_EXPORT enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid,
-                                             uint64_t after_seq, uint32_t limit, size_t max_bytes,
-                                             int64_t now_ms, Pigeon__SyncReply **out);
+PG_EXPORT int pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
+                            uint32_t limit, size_t max_bytes, int64_t now_ms,
+                            Pigeon__SyncReply **out);
 PG_EXPORT void pg_store_sync_free(Pigeon__SyncReply *reply);
 
 /* The user's latest seq (0 if none yet). */
-PG_EXPORT enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_t *head);
+PG_EXPORT int pg_store_head(struct pg_store *st, const char *uid, uint64_t *head);
 
 /* Device's cursor and the number of stored messages above it (unread). */
-PG_EXPORT enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid,
-                                               const char *device, int64_t now_ms, uint64_t *cursor,
-                                               uint64_t *unread);
+PG_EXPORT int pg_store_unread(struct pg_store *st, const char *uid, const char *device,
+                              int64_t now_ms, uint64_t *cursor, uint64_t *unread);
 
 /* Records (journaled) that uid is shown online or offline. */
-PG_EXPORT enum pg_store_status pg_store_set_presence(struct pg_store *st, const char *uid,
-                                                     bool online);
+PG_EXPORT int pg_store_set_presence(struct pg_store *st, const char *uid, bool online);
 
 /* Calls fn for every user recorded online (at start: left over by a crash). */
 PG_EXPORT void pg_store_foreach_online(struct pg_store *st, void (*fn)(const char *uid, void *ud),
@@ -183,9 +181,9 @@ PG_EXPORT bool pg_store_flush(struct pg_store *st);
  * set, the store thread's writes fail as if another process held the
  * database locked (it retries, and records wait in the journal and the
  * backlog, as in production); once cleared, the next retry applies them
- * (pg_store_flush cuts the pause short). Any thread. PG_STORE_INVALID for
+ * (pg_store_flush cuts the pause short). Any thread. PG_ERR_INVALID for
  * another backend.
  */
-PG_EXPORT enum pg_store_status pg_store_test_hold_applier(struct pg_store *st, bool hold);
+PG_EXPORT int pg_store_test_hold_applier(struct pg_store *st, bool hold);
 
 #endif

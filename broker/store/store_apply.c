@@ -13,7 +13,7 @@
  * doubles up to STORE_RETRY_MAX_MS: records are never dropped, and the
  * journal still holds them should the process die meanwhile. The broker
  * thread never waits for this thread: store_queue_admit refuses a record
- * once the backlog is at its bound (PG_STORE_BUSY), before it is journaled.
+ * once the backlog is at its bound (PG_ERR_BUSY), before it is journaled.
  * On stop, a store that keeps failing is given STORE_STOP_MS; what it could
  * not apply stays in the journal and is replayed at the next open.
  *
@@ -99,12 +99,12 @@ static int queue_grow(struct store_queue *q)
 	return 0;
 }
 
-enum pg_store_status store_queue_admit(struct pg_store *st, size_t len, bool append)
+int store_queue_admit(struct pg_store *st, size_t len, bool append)
 {
 	struct store_queue *q = &st->q;
 	size_t max_records = st->cfg.backlog_max;
 	size_t max_bytes = st->cfg.backlog_max_bytes;
-	enum pg_store_status rc = PG_STORE_OK;
+	int rc = PG_OK;
 
 	if (!append) {
 		max_records += STORE_BACKLOG_RESERVE;
@@ -112,9 +112,9 @@ enum pg_store_status store_queue_admit(struct pg_store *st, size_t len, bool app
 	}
 	pthread_mutex_lock(&q->mu);
 	if (q->count >= max_records || q->bytes + len > max_bytes) {
-		rc = PG_STORE_BUSY;
+		rc = PG_ERR_BUSY;
 	} else if (q->count == q->cap && queue_grow(q) != 0) {
-		rc = PG_STORE_NOMEM;
+		rc = PG_ERR_NOMEM;
 	}
 	pthread_mutex_unlock(&q->mu);
 	return rc;

@@ -169,9 +169,8 @@ void pg_store_sync_free(Pigeon__SyncReply *reply)
 	free(reply);
 }
 
-enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq,
-                                   uint32_t limit, size_t max_bytes, int64_t now_ms,
-                                   Pigeon__SyncReply **out)
+int pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq, uint32_t limit,
+                  size_t max_bytes, int64_t now_ms, Pigeon__SyncReply **out)
 {
 	struct sync_ctx c = {0};
 	Pigeon__SyncReply *r = NULL;
@@ -182,11 +181,11 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 
 	*out = NULL;
 	if (!pg_ident_valid_str(uid) || limit == 0) {
-		return PG_STORE_INVALID;
+		return PG_ERR_INVALID;
 	}
 	u = store_user_get(st, uid);
 	if (u == NULL) {
-		return PG_STORE_IO;
+		return PG_ERR_IO;
 	}
 	st->syncs++;
 	store_pending_trim(st);
@@ -238,7 +237,7 @@ enum pg_store_status pg_store_sync(struct pg_store *st, const char *uid, uint64_
 	free(c.deleted);
 	r->oldest_seq = oldest ? oldest : u->head + 1;
 	*out = r;
-	return PG_STORE_OK;
+	return PG_OK;
 io:
 	for (i = 0; i < c.n; i++) {
 		pigeon__envelope__free_unpacked(c.msgs[i], NULL);
@@ -246,26 +245,26 @@ io:
 	free(c.msgs);
 	free(c.deleted);
 	free(r);
-	return PG_STORE_IO;
+	return PG_ERR_IO;
 }
 
-enum pg_store_status pg_store_head(struct pg_store *st, const char *uid, uint64_t *head)
+int pg_store_head(struct pg_store *st, const char *uid, uint64_t *head)
 {
 	struct store_user *u;
 
 	if (!pg_ident_valid_str(uid)) {
-		return PG_STORE_INVALID;
+		return PG_ERR_INVALID;
 	}
 	u = store_user_get(st, uid);
 	if (u == NULL) {
-		return PG_STORE_IO;
+		return PG_ERR_IO;
 	}
 	*head = u->head;
-	return PG_STORE_OK;
+	return PG_OK;
 }
 
-enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const char *device,
-                                     int64_t now_ms, uint64_t *cursor, uint64_t *unread)
+int pg_store_unread(struct pg_store *st, const char *uid, const char *device, int64_t now_ms,
+                    uint64_t *cursor, uint64_t *unread)
 {
 	struct store_user *u;
 	struct device_cursor *c;
@@ -273,17 +272,17 @@ enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const
 	uint64_t n = 0;
 
 	if (!pg_ident_valid_str(uid) || !pg_ident_valid_str(device)) {
-		return PG_STORE_INVALID;
+		return PG_ERR_INVALID;
 	}
 	u = store_user_get(st, uid);
 	if (u == NULL) {
-		return PG_STORE_IO;
+		return PG_ERR_IO;
 	}
 	store_pending_trim(st);
 	HASH_FIND_STR(u->cursors, device, c);
 	*cursor = c ? c->seq : 0;
 	if (st->reader->ops->count_above(st->reader, uid, *cursor, now_ms, &n) != 0) {
-		return PG_STORE_IO;
+		return PG_ERR_IO;
 	}
 	for (p = u->pending_head; p; p = p->next_user) {
 		if (p->seq <= *cursor) {
@@ -302,5 +301,5 @@ enum pg_store_status pg_store_unread(struct pg_store *st, const char *uid, const
 		}
 	}
 	*unread = n;
-	return PG_STORE_OK;
+	return PG_OK;
 }

@@ -80,13 +80,14 @@ void inbox_config_free(struct inbox_config *cfg);
 int inbox_message_cb(int event, void *event_data, void *userdata);
 /*
  * Validates, rate-limits, stores and routes one message from `from`.
- * Returns 0 with *acc filled (acc->envelope already handed over), or a
- * pg_reply_code with *why set. via_queue: the caller cannot rewrite a
+ * Returns PG_REPLY_OK with *acc filled (acc->envelope already handed over), or
+ * the Reply.code of the refusal with *why set (the plugin edge: store results
+ * become reply codes here). via_queue: the caller cannot rewrite a
  * publish, so CHAT/NOTIFY go through mosquitto_broker_publish.
  */
-int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
-               const struct pg_store_msg *msg, bool via_queue, struct pg_store_accepted *acc,
-               const char **why);
+enum pg_reply_code inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
+                              const struct pg_store_msg *msg, bool via_queue,
+                              struct pg_store_accepted *acc, const char **why);
 const char *inbox_refusal_name(enum inbox_refusal r);
 void inbox_rates_free(struct inbox_plugin *ip);
 /* Forgets send buckets idle long enough to be full again. */

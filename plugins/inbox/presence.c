@@ -68,7 +68,7 @@ static void presence_publish(struct inbox_plugin *ip, const char *uid, bool onli
 	    MOSQ_ERR_SUCCESS) {
 		mosquitto_free(buf);
 	}
-	if (pg_store_set_presence(ip->store, uid, online) != PG_STORE_OK) {
+	if (pg_store_set_presence(ip->store, uid, online) != PG_OK) {
 		mosquitto_log_printf(MOSQ_LOG_WARNING,
 		                     INBOX_LOG_PREFIX "could not journal presence of %s", uid);
 	}

@@ -45,7 +45,7 @@ static void handle_sync(struct inbox_plugin *ip, const struct pg_session *s,
 		limit = PG_SYNC_LIMIT_MAX;
 	}
 	if (pg_store_sync(ip->store, s->uid, req->after_seq, limit, PG_SYNC_MAX_BYTES,
-	                  inbox_now_ms(), out) != PG_STORE_OK) {
+	                  inbox_now_ms(), out) != PG_OK) {
 		reply_error(r, PG_REPLY_STORE_ERROR, "the store failed to read");
 		return;
 	}
@@ -59,12 +59,12 @@ static void handle_ack(struct inbox_plugin *ip, const struct pg_session *s, cons
 	uint64_t cursor;
 
 	switch (pg_store_ack(ip->store, s->uid, s->device, req->seq, &cursor)) {
-	case PG_STORE_OK:
+	case PG_OK:
 		break;
-	case PG_STORE_INVALID:
+	case PG_ERR_INVALID:
 		reply_error(r, PG_REPLY_BAD_REQUEST, "ack seq is beyond the user's head_seq");
 		break;
-	case PG_STORE_BUSY:
+	case PG_ERR_BUSY:
 		reply_error(r, PG_REPLY_BUSY,
 		            "the store is behind; the cursor did not move, retry later");
 		break;
@@ -82,7 +82,7 @@ static void handle_send(struct inbox_plugin *ip, const struct pg_session *s,
 	struct pg_loglimit_note note;
 	char summary[PG_CLIENT_ID_MAX + 96];
 	const char *why = "";
-	int code;
+	enum pg_reply_code code;
 
 	if (!pg_ident_valid_str(req->to)) {
 		reply_error(r, PG_REPLY_BAD_REQUEST, "to is not a valid uid");

@@ -124,12 +124,12 @@ static void instant_to_device(const struct pg_session *s, void *ud)
 	}
 }
 
-int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
-               const struct pg_store_msg *msg, bool via_queue, struct pg_store_accepted *acc,
-               const char **why)
+enum pg_reply_code inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
+                              const struct pg_store_msg *msg, bool via_queue,
+                              struct pg_store_accepted *acc, const char **why)
 {
 	char topic[PG_TOPIC_MAX];
-	enum pg_store_status rc;
+	int rc;
 
 	memset(acc, 0, sizeof(*acc));
 	if (msg->body_len > ip->cfg.max_body) {
@@ -153,17 +153,17 @@ int inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
 		return PG_REPLY_RATE_LIMITED;
 	}
 	rc = pg_store_accept(ip->store, msg, mosquitto_malloc, mosquitto_free, acc);
-	if (rc == PG_STORE_INVALID) {
+	if (rc == PG_ERR_INVALID) {
 		ip->counters.refused[REFUSED_BAD_REQUEST]++;
 		*why = "invalid recipient, type or msg-id";
 		return PG_REPLY_BAD_REQUEST;
 	}
-	if (rc == PG_STORE_BUSY) {
+	if (rc == PG_ERR_BUSY) {
 		ip->counters.refused[REFUSED_STORE_BUSY]++;
 		*why = "the store is behind (database not taking writes); retry later";
 		return PG_REPLY_BUSY;
 	}
-	if (rc != PG_STORE_OK) {
+	if (rc != PG_OK) {
 		ip->counters.refused[REFUSED_STORE_ERROR]++;
 		*why = "the store failed; the message was not accepted";
 		return PG_REPLY_STORE_ERROR;

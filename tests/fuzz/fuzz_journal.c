@@ -184,14 +184,14 @@ static uint64_t read_user(struct pg_store *st, const char *uid)
 	uint64_t head = 0, cursor, unread;
 	size_t i;
 
-	FUZZ_CHECK(pg_store_head(st, uid, &head) == PG_STORE_OK);
-	FUZZ_CHECK(pg_store_sync(st, uid, 0, 1000, 256 * 1024, now_ms(), &sr) == PG_STORE_OK);
+	FUZZ_CHECK(pg_store_head(st, uid, &head) == PG_OK);
+	FUZZ_CHECK(pg_store_sync(st, uid, 0, 1000, 256 * 1024, now_ms(), &sr) == PG_OK);
 	FUZZ_CHECK(sr->head_seq == head);
 	for (i = 0; i < sr->n_messages; i++) {
 		FUZZ_CHECK(i == 0 || sr->messages[i]->seq > sr->messages[i - 1]->seq);
 	}
 	pg_store_sync_free(sr);
-	FUZZ_CHECK(pg_store_unread(st, uid, "phone", now_ms(), &cursor, &unread) == PG_STORE_OK);
+	FUZZ_CHECK(pg_store_unread(st, uid, "phone", now_ms(), &cursor, &unread) == PG_OK);
 	return head;
 }
 
@@ -222,7 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < rc.nuids; i++) {
 		heads[i] = read_user(st, rc.uids[i]);
 	}
-	FUZZ_CHECK(pg_store_head(st, "alice", &head) == PG_STORE_OK);
+	FUZZ_CHECK(pg_store_head(st, "alice", &head) == PG_OK);
 	msg.kind = PIGEON__KIND__CHAT;
 	msg.from = "bob";
 	msg.to = "alice";
@@ -231,10 +231,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msg.now_ms = now_ms();
 	if (head == UINT64_MAX) {
 		/* A record gave alice the last seq: no seq is left (0 would mean INSTANT). */
-		FUZZ_CHECK(pg_store_accept(st, &msg, malloc, free, &acc) == PG_STORE_IO);
+		FUZZ_CHECK(pg_store_accept(st, &msg, malloc, free, &acc) == PG_ERR_IO);
 		FUZZ_CHECK(acc.envelope == NULL);
 	} else {
-		FUZZ_CHECK(pg_store_accept(st, &msg, malloc, free, &acc) == PG_STORE_OK);
+		FUZZ_CHECK(pg_store_accept(st, &msg, malloc, free, &acc) == PG_OK);
 		FUZZ_CHECK(acc.seq == head + 1);
 		free(acc.envelope);
 		head = acc.seq;

@@ -95,7 +95,7 @@ static uint64_t head_of(struct pg_store *st, const char *uid)
 {
 	uint64_t head = 0;
 
-	FUZZ_CHECK(pg_store_head(st, uid, &head) == PG_STORE_OK);
+	FUZZ_CHECK(pg_store_head(st, uid, &head) == PG_OK);
 	return head;
 }
 
@@ -112,7 +112,7 @@ static void handle_sync(struct pg_store *st, const struct session *s,
 		limit = PG_SYNC_LIMIT_MAX;
 	}
 	if (pg_store_sync(st, s->uid, req->after_seq, limit, PG_SYNC_MAX_BYTES, now_ms, out) !=
-	    PG_STORE_OK) {
+	    PG_OK) {
 		r->code = PG_REPLY_STORE_ERROR;
 		return;
 	}
@@ -148,14 +148,14 @@ static void handle_ack(struct pg_store *st, const struct session *s, const Pigeo
                        int64_t now_ms, Pigeon__Reply *r)
 {
 	uint64_t before = 0, after = 0, unread;
-	enum pg_store_status rc;
+	int rc;
 
-	FUZZ_CHECK(pg_store_unread(st, s->uid, s->device, now_ms, &before, &unread) == PG_STORE_OK);
+	FUZZ_CHECK(pg_store_unread(st, s->uid, s->device, now_ms, &before, &unread) == PG_OK);
 	rc = pg_store_ack(st, s->uid, s->device, req->seq, &after);
-	if (rc == PG_STORE_OK) {
+	if (rc == PG_OK) {
 		FUZZ_CHECK(after == (req->seq > before ? req->seq : before));
 	} else {
-		FUZZ_CHECK(rc == PG_STORE_INVALID && req->seq > head_of(st, s->uid));
+		FUZZ_CHECK(rc == PG_ERR_INVALID && req->seq > head_of(st, s->uid));
 		r->code = PG_REPLY_BAD_REQUEST;
 	}
 }
@@ -167,7 +167,7 @@ static void handle_send(struct pg_store *st, const struct session *s, const Pige
 	struct pg_store_msg msg = {0};
 	struct pg_store_accepted acc;
 	Pigeon__Envelope *e;
-	enum pg_store_status rc;
+	int rc;
 	uint64_t head = 0;
 	bool stored;
 
@@ -209,7 +209,7 @@ static void handle_send(struct pg_store *st, const struct session *s, const Pige
 		head = head_of(st, req->to);
 	}
 	rc = pg_store_accept(st, &msg, malloc, free, &acc);
-	FUZZ_CHECK(rc == PG_STORE_OK);
+	FUZZ_CHECK(rc == PG_OK);
 	if (acc.duplicate) {
 		FUZZ_CHECK(stored && acc.envelope == NULL && acc.seq >= 1 && acc.seq <= head);
 	} else {
@@ -295,10 +295,9 @@ static void flush_and_compare(struct pg_store *st, const char *uid, int64_t now_
 	size_t i, j = 0;
 
 	FUZZ_CHECK(pg_store_sync(st, uid, 0, PG_SYNC_LIMIT_MAX, 1u << 30, now_ms, &before) ==
-	           PG_STORE_OK);
+	           PG_OK);
 	pg_store_flush(st);
-	FUZZ_CHECK(pg_store_sync(st, uid, 0, PG_SYNC_LIMIT_MAX, 1u << 30, now_ms, &after) ==
-	           PG_STORE_OK);
+	FUZZ_CHECK(pg_store_sync(st, uid, 0, PG_SYNC_LIMIT_MAX, 1u << 30, now_ms, &after) == PG_OK);
 	FUZZ_CHECK(after->head_seq == before->head_seq);
 	FUZZ_CHECK(!before->more && !after->more);
 	for (i = 0; i < after->n_messages; i++) {

@@ -96,11 +96,11 @@ static void test_refuses_padding(void)
 	unsigned char out[16];
 	size_t outlen;
 
-	CHECK_EQ(decode_str("Zg==", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("Zm8=", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("Zg=", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("====", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("Zm=v", out, sizeof(out), &outlen), -1);
+	CHECK_EQ(decode_str("Zg==", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("Zm8=", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("Zg=", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("====", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("Zm=v", out, sizeof(out), &outlen), PG_ERR_INVALID);
 }
 
 static void test_refuses_standard_alphabet(void)
@@ -108,9 +108,9 @@ static void test_refuses_standard_alphabet(void)
 	unsigned char out[16];
 	size_t outlen;
 
-	CHECK_EQ(decode_str("+/+/", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("-_+_", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("-_8/", out, sizeof(out), &outlen), -1);
+	CHECK_EQ(decode_str("+/+/", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("-_+_", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("-_8/", out, sizeof(out), &outlen), PG_ERR_INVALID);
 }
 
 static void test_refuses_whitespace_and_other_bytes(void)
@@ -123,10 +123,10 @@ static void test_refuses_whitespace_and_other_bytes(void)
 	size_t i, outlen;
 
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		CHECK_EQ(decode_str(bad[i], out, sizeof(out), &outlen), -1);
+		CHECK_EQ(decode_str(bad[i], out, sizeof(out), &outlen), PG_ERR_INVALID);
 	}
 	/* An embedded NUL inside the given length is not base64url either. */
-	CHECK_EQ(pg_b64url_decode("Zm\0v", 4, out, sizeof(out), &outlen), -1);
+	CHECK_EQ(pg_b64url_decode("Zm\0v", 4, out, sizeof(out), &outlen), PG_ERR_INVALID);
 }
 
 static void test_refuses_length_mod_4_is_1(void)
@@ -134,9 +134,9 @@ static void test_refuses_length_mod_4_is_1(void)
 	unsigned char out[16];
 	size_t outlen;
 
-	CHECK_EQ(decode_str("Z", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("Zm9vY", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("Zm9vYmFyZ", out, sizeof(out), &outlen), -1);
+	CHECK_EQ(decode_str("Z", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("Zm9vY", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("Zm9vYmFyZ", out, sizeof(out), &outlen), PG_ERR_INVALID);
 }
 
 static void test_refuses_non_canonical_trailing_bits(void)
@@ -146,11 +146,11 @@ static void test_refuses_non_canonical_trailing_bits(void)
 
 	/* "f" is "Zg"; "Zh" carries the same byte with a non-zero pad bit. */
 	CHECK_EQ(decode_str("Zg", out, sizeof(out), &outlen), 0);
-	CHECK_EQ(decode_str("Zh", out, sizeof(out), &outlen), -1);
-	CHECK_EQ(decode_str("Z_", out, sizeof(out), &outlen), -1);
+	CHECK_EQ(decode_str("Zh", out, sizeof(out), &outlen), PG_ERR_INVALID);
+	CHECK_EQ(decode_str("Z_", out, sizeof(out), &outlen), PG_ERR_INVALID);
 	/* "fo" is "Zm8"; "Zm9" has a non-zero pad bit. */
 	CHECK_EQ(decode_str("Zm8", out, sizeof(out), &outlen), 0);
-	CHECK_EQ(decode_str("Zm9", out, sizeof(out), &outlen), -1);
+	CHECK_EQ(decode_str("Zm9", out, sizeof(out), &outlen), PG_ERR_INVALID);
 }
 
 static void test_empty_input_decodes_to_nothing(void)
@@ -170,11 +170,11 @@ static void test_output_capacity_is_enforced(void)
 
 	/* "Zm9vYmFy" needs PG_B64URL_DECODED_MAX(8) == 6 bytes. */
 	CHECK_EQ(PG_B64URL_DECODED_MAX(8), 6);
-	CHECK_EQ(pg_b64url_decode("Zm9vYmFy", 8, out, 5, &outlen), -1);
+	CHECK_EQ(pg_b64url_decode("Zm9vYmFy", 8, out, 5, &outlen), PG_ERR_INVALID);
 	CHECK_EQ(pg_b64url_decode("Zm9vYmFy", 8, out, 6, &outlen), 0);
 	CHECK_EQ(outlen, 6);
 	/* "Zm9vYg" (4 bytes) needs room for 6 padded bytes. */
-	CHECK_EQ(pg_b64url_decode("Zm9vYg", 6, out, 5, &outlen), -1);
+	CHECK_EQ(pg_b64url_decode("Zm9vYg", 6, out, 5, &outlen), PG_ERR_INVALID);
 	CHECK_EQ(pg_b64url_decode("Zm9vYg", 6, out, 6, &outlen), 0);
 	CHECK_EQ(outlen, 4);
 

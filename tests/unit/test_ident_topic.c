@@ -68,15 +68,15 @@ static void test_client_id_split(void)
 	CHECK_STR(uid, "alice");
 	CHECK_STR(dev, "phone-1");
 
-	CHECK_EQ(pg_client_id_split(":b", uid, dev), -1);
-	CHECK_EQ(pg_client_id_split("a:", uid, dev), -1);
-	CHECK_EQ(pg_client_id_split(":", uid, dev), -1);
-	CHECK_EQ(pg_client_id_split("a:b:c", uid, dev), -1);
-	CHECK_EQ(pg_client_id_split("alice", uid, dev), -1);
-	CHECK_EQ(pg_client_id_split("", uid, dev), -1);
-	CHECK_EQ(pg_client_id_split("a b:c", uid, dev), -1);
-	CHECK_EQ(pg_client_id_split("a:c d", uid, dev), -1);
-	CHECK_EQ(pg_client_id_split(NULL, uid, dev), -1);
+	CHECK_EQ(pg_client_id_split(":b", uid, dev), PG_ERR_INVALID);
+	CHECK_EQ(pg_client_id_split("a:", uid, dev), PG_ERR_INVALID);
+	CHECK_EQ(pg_client_id_split(":", uid, dev), PG_ERR_INVALID);
+	CHECK_EQ(pg_client_id_split("a:b:c", uid, dev), PG_ERR_INVALID);
+	CHECK_EQ(pg_client_id_split("alice", uid, dev), PG_ERR_INVALID);
+	CHECK_EQ(pg_client_id_split("", uid, dev), PG_ERR_INVALID);
+	CHECK_EQ(pg_client_id_split("a b:c", uid, dev), PG_ERR_INVALID);
+	CHECK_EQ(pg_client_id_split("a:c d", uid, dev), PG_ERR_INVALID);
+	CHECK_EQ(pg_client_id_split(NULL, uid, dev), PG_ERR_INVALID);
 
 	/* 64:64 is the longest client id; 65 characters on either side is not. */
 	memset(longid, 'u', 64);
@@ -90,17 +90,17 @@ static void test_client_id_split(void)
 	CHECK_EQ(dev[63], 'd');
 	longid[129] = 'd';
 	longid[130] = '\0';
-	CHECK_EQ(pg_client_id_split(longid, uid, dev), -1);
+	CHECK_EQ(pg_client_id_split(longid, uid, dev), PG_ERR_INVALID);
 	memset(longid, 'u', 65);
 	longid[65] = ':';
 	memset(longid + 66, 'd', 3);
 	longid[69] = '\0';
-	CHECK_EQ(pg_client_id_split(longid, uid, dev), -1);
+	CHECK_EQ(pg_client_id_split(longid, uid, dev), PG_ERR_INVALID);
 	/* A very long client id is refused without reading it all. */
 	memset(longid, 'x', sizeof(longid) - 1);
 	longid[sizeof(longid) - 1] = '\0';
 	longid[1] = ':';
-	CHECK_EQ(pg_client_id_split(longid, uid, dev), -1);
+	CHECK_EQ(pg_client_id_split(longid, uid, dev), PG_ERR_INVALID);
 }
 
 static void test_role_names(void)
@@ -113,9 +113,9 @@ static void test_role_names(void)
 	CHECK_EQ(r, PG_ROLE_USER);
 	CHECK_EQ(pg_role_parse("service", &r), 0);
 	CHECK_EQ(r, PG_ROLE_SERVICE);
-	CHECK_EQ(pg_role_parse("admin", &r), -1);
-	CHECK_EQ(pg_role_parse("Service", &r), -1);
-	CHECK_EQ(pg_role_parse("", &r), -1);
+	CHECK_EQ(pg_role_parse("admin", &r), PG_ERR_INVALID);
+	CHECK_EQ(pg_role_parse("Service", &r), PG_ERR_INVALID);
+	CHECK_EQ(pg_role_parse("", &r), PG_ERR_INVALID);
 	CHECK_EQ(r, PG_ROLE_SERVICE);
 }
 

@@ -193,7 +193,8 @@ static void test_errors_are_the_keyrings(void)
 	char *t = token_by(NULL, secret1);
 	struct pg_key_id id;
 
-	CHECK_EQ(pg_keyset_set_secret(ks, (const unsigned char *)"", 0, err, sizeof(err)), -1);
+	CHECK_EQ(pg_keyset_set_secret(ks, (const unsigned char *)"", 0, err, sizeof(err)),
+	         PG_ERR_INVALID);
 	CHECK_EQ(pg_keyset_add_public_pem(ks, "nothing", 7, err, sizeof(err)), -1);
 	CHECK(strstr(err, "no PEM public key found") != NULL);
 	CHECK_EQ(pg_keyset_add_public_pem(ks, pem, strlen(pem), err, sizeof(err)), -1);

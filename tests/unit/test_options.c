@@ -56,14 +56,14 @@ static void test_uint_refusals(void)
 		uint64_t v = 4242;
 
 		CHECK_EQ(pg_opt_uint(cases[i].s, cases[i].min, cases[i].max, &v, err, sizeof(err)),
-		         -1);
+		         PG_ERR_INVALID);
 		CHECK_CONTAINS(err, cases[i].err);
 		CHECK_EQ(v, 4242);
 	}
 	{
 		char err[200] = "";
 		uint64_t v = 4242;
-		CHECK_EQ(pg_opt_uint(NULL, 0, 10, &v, err, sizeof(err)), -1);
+		CHECK_EQ(pg_opt_uint(NULL, 0, 10, &v, err, sizeof(err)), PG_ERR_INVALID);
 		CHECK_CONTAINS(err, "is not a whole number");
 		CHECK_EQ(v, 4242);
 	}
@@ -91,14 +91,14 @@ static void test_bool_words(void)
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		bool b = true;
 		err[0] = '\0';
-		CHECK_EQ(pg_opt_bool(bad[i], &b, err, sizeof(err)), -1);
+		CHECK_EQ(pg_opt_bool(bad[i], &b, err, sizeof(err)), PG_ERR_INVALID);
 		CHECK_CONTAINS(err, "is not true or false");
 		CHECK(b);
 	}
 	err[0] = '\0';
 	{
 		bool b = true;
-		CHECK_EQ(pg_opt_bool(NULL, &b, err, sizeof(err)), -1);
+		CHECK_EQ(pg_opt_bool(NULL, &b, err, sizeof(err)), PG_ERR_INVALID);
 		CHECK_CONTAINS(err, "is not true or false");
 	}
 }
@@ -155,7 +155,7 @@ static void test_rate_refusals(void)
 		char err[200] = "";
 		unsigned n = 7, per = 8;
 
-		CHECK_EQ(pg_opt_rate(cases[i].s, 60, &n, &per, err, sizeof(err)), -1);
+		CHECK_EQ(pg_opt_rate(cases[i].s, 60, &n, &per, err, sizeof(err)), PG_ERR_INVALID);
 		CHECK_CONTAINS(err, cases[i].err);
 		CHECK_EQ(n, 7);
 		CHECK_EQ(per, 8);
@@ -163,7 +163,7 @@ static void test_rate_refusals(void)
 	{
 		char err[200] = "";
 		unsigned n = 7, per = 8;
-		CHECK_EQ(pg_opt_rate(NULL, 60, &n, &per, err, sizeof(err)), -1);
+		CHECK_EQ(pg_opt_rate(NULL, 60, &n, &per, err, sizeof(err)), PG_ERR_INVALID);
 		CHECK_CONTAINS(err, "expected a rate N or N/SECONDS");
 	}
 }
@@ -215,7 +215,7 @@ static void expect_refused(const char *path, size_t max, const char *errpart)
 	char err[300] = "", *buf = (char *)"untouched";
 	size_t got = 12345;
 
-	CHECK_EQ(pg_read_file(path, max, &buf, &got, err, sizeof(err)), -1);
+	CHECK_EQ(pg_read_file(path, max, &buf, &got, err, sizeof(err)), PG_ERR_IO);
 	CHECK_CONTAINS(err, errpart);
 	CHECK_STR(buf, "untouched");
 	CHECK_EQ(got, 12345);

@@ -224,7 +224,7 @@ static void test_watcher_limit_and_unwatch_middle(void)
 	for (i = 0; i < 8; i++) {
 		CHECK_EQ(pg_sessions_watch(record, &rec[i]), 0);
 	}
-	CHECK_EQ(pg_sessions_watch(record, &rec[8]), -1);
+	CHECK_EQ(pg_sessions_watch(record, &rec[8]), PG_ERR_NOMEM);
 	pg_sessions_unwatch(record, &rec[3]);
 	CHECK_EQ(pg_sessions_watch(record, &rec[8]), 0);
 	CHECK_EQ(pg_sessions_add(&key_a, &alice, "phone", NULL, 1), 0);

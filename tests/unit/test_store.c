@@ -131,12 +131,12 @@ static size_t jnl_count(const struct fx *f)
  */
 static void block_writer(const struct fx *f)
 {
-	CHECK_EQ(pg_store_test_hold_applier(f->st, true), PG_STORE_OK);
+	CHECK_EQ(pg_store_test_hold_applier(f->st, true), PG_OK);
 }
 
 static void unblock_writer(const struct fx *f)
 {
-	CHECK_EQ(pg_store_test_hold_applier(f->st, false), PG_STORE_OK);
+	CHECK_EQ(pg_store_test_hold_applier(f->st, false), PG_OK);
 }
 
 static uint64_t pending(struct pg_store *st)
@@ -150,7 +150,7 @@ static uint64_t pending(struct pg_store *st)
 /* ---------- sending ---------- */
 
 struct sent {
-	enum pg_store_status rc;
+	int rc;
 	uint64_t seq;
 	uint32_t merged;
 	bool duplicate;
@@ -215,7 +215,7 @@ static uint64_t chat(struct pg_store *st, const char *from, const char *to, cons
 	struct sent s = send_full(st, &m);
 	uint64_t seq = s.seq;
 
-	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.rc, PG_OK);
 	CHECK(!s.duplicate);
 	CHECK(s.packed != NULL);
 	sent_free(&s);
@@ -237,7 +237,7 @@ static Pigeon__SyncReply *sync_of(struct pg_store *st, const char *uid, uint64_t
 {
 	Pigeon__SyncReply *r = NULL;
 
-	CHECK_EQ(pg_store_sync(st, uid, after, limit, max_bytes, now_ms(), &r), PG_STORE_OK);
+	CHECK_EQ(pg_store_sync(st, uid, after, limit, max_bytes, now_ms(), &r), PG_OK);
 	CHECK(r != NULL);
 	return r;
 }
@@ -251,7 +251,7 @@ static uint64_t head_of(struct pg_store *st, const char *uid)
 {
 	uint64_t h = 12345;
 
-	CHECK_EQ(pg_store_head(st, uid, &h), PG_STORE_OK);
+	CHECK_EQ(pg_store_head(st, uid, &h), PG_OK);
 	return h;
 }
 
@@ -260,7 +260,7 @@ static uint64_t unread_of(struct pg_store *st, const char *uid, const char *devi
 {
 	uint64_t c = 12345, n = 12345;
 
-	CHECK_EQ(pg_store_unread(st, uid, device, now_ms(), &c, &n), PG_STORE_OK);
+	CHECK_EQ(pg_store_unread(st, uid, device, now_ms(), &c, &n), PG_OK);
 	if (cursor) {
 		*cursor = c;
 	}
@@ -283,7 +283,7 @@ static void test_chat_seqs_per_recipient(void)
 
 	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "a1", "hello bob", t0);
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.rc, PG_OK);
 	CHECK_EQ(s.seq, 1);
 	CHECK_EQ(s.merged, 0);
 	CHECK(!s.duplicate);
@@ -471,10 +471,10 @@ static void test_sync_paging(void)
 	/* Invalid sync arguments. */
 	{
 		Pigeon__SyncReply *r = (Pigeon__SyncReply *)&r;
-		CHECK_EQ(pg_store_sync(st, "bob", 0, 0, 1000, now_ms(), &r), PG_STORE_INVALID);
+		CHECK_EQ(pg_store_sync(st, "bob", 0, 0, 1000, now_ms(), &r), PG_ERR_INVALID);
 		CHECK(r == NULL);
-		CHECK_EQ(pg_store_sync(st, "bo/b", 0, 10, 1000, now_ms(), &r), PG_STORE_INVALID);
-		CHECK_EQ(pg_store_sync(st, NULL, 0, 10, 1000, now_ms(), &r), PG_STORE_INVALID);
+		CHECK_EQ(pg_store_sync(st, "bo/b", 0, 10, 1000, now_ms(), &r), PG_ERR_INVALID);
+		CHECK_EQ(pg_store_sync(st, NULL, 0, 10, 1000, now_ms(), &r), PG_ERR_INVALID);
 		pg_store_sync_free(NULL);
 	}
 	fx_done(&f);
@@ -503,7 +503,7 @@ static void test_sync_returns_delivered_bytes(void)
 		m.push_title = "title";
 		m.push_body = "push";
 		s[i] = send_full(st, &m);
-		CHECK_EQ(s[i].rc, PG_STORE_OK);
+		CHECK_EQ(s[i].rc, PG_OK);
 		CHECK_EQ(s[i].seq, (uint64_t)i + 1);
 	}
 	/* seq 2 (type a) was replaced by seq 6: stored are 1, 3, 4, 5, 6. */
@@ -586,7 +586,7 @@ static void test_notify_merging(void)
 	for (i = 0; i < 30; i++) {
 		snprintf(body, sizeof(body), "like %d", i);
 		s = notify(st, "bob", "like", body, now_ms(), 0);
-		CHECK_EQ(s.rc, PG_STORE_OK);
+		CHECK_EQ(s.rc, PG_OK);
 		CHECK_EQ(s.seq, (uint64_t)i + 1);
 		CHECK_EQ(s.merged, (uint32_t)i);
 		CHECK(s.env && s.env->merged == (uint32_t)i && s.env->kind == PIGEON__KIND__NOTIFY);
@@ -622,7 +622,7 @@ static void test_notify_merging(void)
 	 */
 	{
 		uint64_t cur = 0;
-		CHECK_EQ(pg_store_ack(st, "bob", "phone", 30, &cur), PG_STORE_OK);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 30, &cur), PG_OK);
 		CHECK_EQ(cur, 30);
 	}
 	block_writer(&f);
@@ -657,7 +657,7 @@ static void test_notify_merging(void)
 	/* An ack of everything: the next of each type is merged 0. */
 	{
 		uint64_t cur = 0;
-		CHECK_EQ(pg_store_ack(st, "bob", "tablet", 52, &cur), PG_STORE_OK);
+		CHECK_EQ(pg_store_ack(st, "bob", "tablet", 52, &cur), PG_OK);
 	}
 	s = notify(st, "bob", "follow", "f", now_ms(), 0);
 	CHECK_EQ(s.merged, 0);
@@ -766,7 +766,7 @@ static void test_dedup(void)
 	/* The same (from, msg_id): the original seq, nothing stored, no envelope. */
 	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "m-1", "first again", now_ms());
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.rc, PG_OK);
 	CHECK(s.duplicate);
 	CHECK_EQ(s.seq, 1);
 	CHECK(s.packed == NULL);
@@ -825,7 +825,7 @@ static void test_ack_and_unread(void)
 	fx_init(&f, 1000);
 	st = fx_open(&f);
 	/* Nothing yet: seq 0 is the head, anything above is refused. */
-	CHECK_EQ(pg_store_ack(st, "bob", "phone", 1, &cur), PG_STORE_INVALID);
+	CHECK_EQ(pg_store_ack(st, "bob", "phone", 1, &cur), PG_ERR_INVALID);
 	CHECK_EQ(cur, 0);
 	CHECK_EQ(unread_of(st, "bob", "phone", &cur), 0);
 	CHECK_EQ(cur, 0);
@@ -838,22 +838,22 @@ static void test_ack_and_unread(void)
 		/* pass 0: all pending; 1: applied; 2: after a restart */
 		if (pass == 0) {
 			CHECK_EQ(unread_of(st, "bob", "phone", &cur), 3);
-			CHECK_EQ(pg_store_ack(st, "bob", "phone", 2, &cur), PG_STORE_OK);
+			CHECK_EQ(pg_store_ack(st, "bob", "phone", 2, &cur), PG_OK);
 			CHECK_EQ(cur, 2);
-			CHECK_EQ(pg_store_ack(st, "bob", "laptop", 1, &cur), PG_STORE_OK);
+			CHECK_EQ(pg_store_ack(st, "bob", "laptop", 1, &cur), PG_OK);
 			CHECK_EQ(cur, 1);
 		}
 		/* Never backward. */
-		CHECK_EQ(pg_store_ack(st, "bob", "phone", 1, &cur), PG_STORE_OK);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 1, &cur), PG_OK);
 		CHECK_EQ(cur, 2);
-		CHECK_EQ(pg_store_ack(st, "bob", "phone", 0, &cur), PG_STORE_OK);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 0, &cur), PG_OK);
 		CHECK_EQ(cur, 2);
-		CHECK_EQ(pg_store_ack(st, "bob", "phone", 2, &cur), PG_STORE_OK);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 2, &cur), PG_OK);
 		CHECK_EQ(cur, 2);
 		/* Beyond the head: refused, cursor unchanged. */
-		CHECK_EQ(pg_store_ack(st, "bob", "phone", 4, &cur), PG_STORE_INVALID);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 4, &cur), PG_ERR_INVALID);
 		CHECK_EQ(cur, 2);
-		CHECK_EQ(pg_store_ack(st, "bob", "phone", UINT64_MAX, &cur), PG_STORE_INVALID);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", UINT64_MAX, &cur), PG_ERR_INVALID);
 		CHECK_EQ(cur, 2);
 		/* Per device. */
 		CHECK_EQ(unread_of(st, "bob", "phone", &cur), 1);
@@ -872,15 +872,15 @@ static void test_ack_and_unread(void)
 		}
 	}
 	/* Forward again; ack of the head reads zero unread. */
-	CHECK_EQ(pg_store_ack(st, "bob", "phone", 3, &cur), PG_STORE_OK);
+	CHECK_EQ(pg_store_ack(st, "bob", "phone", 3, &cur), PG_OK);
 	CHECK_EQ(cur, 3);
 	n = unread_of(st, "bob", "phone", &cur);
 	CHECK_EQ(n, 0);
 	/* Invalid identifiers. */
-	CHECK_EQ(pg_store_ack(st, "bob", "ph/one", 1, &cur), PG_STORE_INVALID);
-	CHECK_EQ(pg_store_ack(st, "", "phone", 1, &cur), PG_STORE_INVALID);
-	CHECK_EQ(pg_store_unread(st, "bob", NULL, now_ms(), &cur, &n), PG_STORE_INVALID);
-	CHECK_EQ(pg_store_head(st, "b b", &n), PG_STORE_INVALID);
+	CHECK_EQ(pg_store_ack(st, "bob", "ph/one", 1, &cur), PG_ERR_INVALID);
+	CHECK_EQ(pg_store_ack(st, "", "phone", 1, &cur), PG_ERR_INVALID);
+	CHECK_EQ(pg_store_unread(st, "bob", NULL, now_ms(), &cur, &n), PG_ERR_INVALID);
+	CHECK_EQ(pg_store_head(st, "b b", &n), PG_ERR_INVALID);
 	{
 		struct pg_store_stats stats;
 		pg_store_get_stats(st, &stats);
@@ -906,7 +906,7 @@ static void test_instant(void)
 		/* The same msg_id twice: INSTANT is not deduplicated either. */
 		m = msg_of(PIGEON__KIND__INSTANT, "alice", "bob", NULL, "i-1", "typing", now_ms());
 		s = send_full(st, &m);
-		CHECK_EQ(s.rc, PG_STORE_OK);
+		CHECK_EQ(s.rc, PG_OK);
 		CHECK_EQ(s.seq, 0);
 		CHECK(!s.duplicate);
 		CHECK(s.env != NULL);
@@ -972,10 +972,10 @@ static void test_invalid_input(void)
 		};
 		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			s = send_full(st, &bad[i]);
-			if (s.rc != PG_STORE_INVALID) {
+			if (s.rc != PG_ERR_INVALID) {
 				fprintf(stderr, "  bad message %zu accepted\n", i);
 			}
-			CHECK_EQ(s.rc, PG_STORE_INVALID);
+			CHECK_EQ(s.rc, PG_ERR_INVALID);
 			CHECK_EQ(s.seq, 0);
 			CHECK(!s.duplicate);
 			CHECK(s.packed == NULL);
@@ -994,14 +994,14 @@ static void test_invalid_input(void)
 	long_id[128] = '\0';
 	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, long_id, "x", now_ms());
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.rc, PG_OK);
 	CHECK_EQ(s.seq, 2);
 	sent_free(&s);
 	/* The next valid message gets the next seq: no number was used up. */
 	CHECK_EQ(chat(st, "alice", "bob", NULL, "ok"), 3);
 	/* Presence needs a valid uid too. */
-	CHECK_EQ(pg_store_set_presence(st, "bo/b", true), PG_STORE_INVALID);
-	CHECK_EQ(pg_store_set_presence(st, NULL, true), PG_STORE_INVALID);
+	CHECK_EQ(pg_store_set_presence(st, "bo/b", true), PG_ERR_INVALID);
+	CHECK_EQ(pg_store_set_presence(st, NULL, true), PG_ERR_INVALID);
 	fx_done(&f);
 }
 
@@ -1068,7 +1068,7 @@ static void test_ttl(void)
 	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "gone", now_ms() - 10000);
 	m.ttl_s = 1;
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.rc, PG_OK);
 	CHECK_EQ(s.seq, 1);
 	sent_free(&s);
 	CHECK_EQ(chat(st, "alice", "bob", NULL, "here"), 2);
@@ -1146,12 +1146,12 @@ static void test_presence(void)
 	pg_store_foreach_online(st, collect_online, &o);
 	CHECK_EQ(o.n, 0);
 
-	CHECK_EQ(pg_store_set_presence(st, "alice", true), PG_STORE_OK);
-	CHECK_EQ(pg_store_set_presence(st, "bob", true), PG_STORE_OK);
-	CHECK_EQ(pg_store_set_presence(st, "carol", true), PG_STORE_OK);
-	CHECK_EQ(pg_store_set_presence(st, "carol", false), PG_STORE_OK);
-	CHECK_EQ(pg_store_set_presence(st, "alice", true), PG_STORE_OK); /* twice: once */
-	CHECK_EQ(pg_store_set_presence(st, "dave", false), PG_STORE_OK); /* never on */
+	CHECK_EQ(pg_store_set_presence(st, "alice", true), PG_OK);
+	CHECK_EQ(pg_store_set_presence(st, "bob", true), PG_OK);
+	CHECK_EQ(pg_store_set_presence(st, "carol", true), PG_OK);
+	CHECK_EQ(pg_store_set_presence(st, "carol", false), PG_OK);
+	CHECK_EQ(pg_store_set_presence(st, "alice", true), PG_OK); /* twice: once */
+	CHECK_EQ(pg_store_set_presence(st, "dave", false), PG_OK); /* never on */
 	pg_store_flush(st);
 	memset(&o, 0, sizeof(o));
 	pg_store_foreach_online(st, collect_online, &o);
@@ -1167,8 +1167,8 @@ static void test_presence(void)
 	CHECK_EQ(o.n, 2);
 	CHECK(online_has(&o, "alice"));
 	CHECK(online_has(&o, "bob"));
-	CHECK_EQ(pg_store_set_presence(st, "alice", false), PG_STORE_OK);
-	CHECK_EQ(pg_store_set_presence(st, "bob", false), PG_STORE_OK);
+	CHECK_EQ(pg_store_set_presence(st, "alice", false), PG_OK);
+	CHECK_EQ(pg_store_set_presence(st, "bob", false), PG_OK);
 	pg_store_flush(st);
 	memset(&o, 0, sizeof(o));
 	pg_store_foreach_online(st, collect_online, &o);
@@ -1213,14 +1213,14 @@ static void crash_child(const struct fx *fin, int wfd, int first, int count, int
 		if (i == first + count / 2) {
 			/* From here nothing reaches SQLite: replay must bring it back. */
 			pg_store_flush(f.st);
-			if (pg_store_test_hold_applier(f.st, true) != PG_STORE_OK) {
+			if (pg_store_test_hold_applier(f.st, true) != PG_OK) {
 				_exit(4);
 			}
 		}
 		snprintf(body, sizeof(body), "body-%d", i);
 		snprintf(id, sizeof(id), "id-%d", i);
 		m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, id, body, now_ms());
-		if (pg_store_accept(f.st, &m, malloc, free, &a) != PG_STORE_OK || a.duplicate) {
+		if (pg_store_accept(f.st, &m, malloc, free, &a) != PG_OK || a.duplicate) {
 			_exit(5);
 		}
 		free(a.envelope);
@@ -1231,16 +1231,15 @@ static void crash_child(const struct fx *fin, int wfd, int first, int count, int
 		struct pg_store_msg m;
 		snprintf(body, sizeof(body), "n-%d", i);
 		m = msg_of(PIGEON__KIND__NOTIFY, "svc", "carol", "like", NULL, body, now_ms());
-		if (pg_store_accept(f.st, &m, malloc, free, &a) != PG_STORE_OK) {
+		if (pg_store_accept(f.st, &m, malloc, free, &a) != PG_OK) {
 			_exit(6);
 		}
 		free(a.envelope);
 		rep.carol_head = a.seq;
 	}
 	/* The cursor stops 10 short of the head. */
-	if (extras &&
-	    (pg_store_ack(f.st, "bob", "phone", rep.seq[count - 11], &cur) != PG_STORE_OK ||
-	     pg_store_set_presence(f.st, "bob", true) != PG_STORE_OK)) {
+	if (extras && (pg_store_ack(f.st, "bob", "phone", rep.seq[count - 11], &cur) != PG_OK ||
+	               pg_store_set_presence(f.st, "bob", true) != PG_OK)) {
 		_exit(7);
 	}
 	{
@@ -1494,8 +1493,7 @@ static void test_clean_restart(void)
 			snprintf(id, sizeof(id), "id-%d", n);
 			CHECK_EQ(chat(st, "alice", "bob", id, body), (uint64_t)n + 1);
 		}
-		CHECK_EQ(pg_store_ack(st, "bob", "phone", (uint64_t)round * 50 + 25, &cur),
-		         PG_STORE_OK);
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", (uint64_t)round * 50 + 25, &cur), PG_OK);
 		/* No flush: close must apply what is still queued. */
 		fx_close(&f);
 		/* Only the newest segment is left. */
@@ -1592,7 +1590,7 @@ static void test_expiry_of_many_users_keeps_the_cap_exact(void)
 		m = msg_of(PIGEON__KIND__CHAT, "svc", uid, NULL, NULL, "old", now_ms() - 10000);
 		m.ttl_s = 1;
 		s = send_full(st, &m);
-		CHECK_EQ(s.rc, PG_STORE_OK);
+		CHECK_EQ(s.rc, PG_OK);
 		sent_free(&s);
 	}
 	pg_store_flush(st);
@@ -1724,7 +1722,7 @@ static void test_dedup_per_recipient(void)
 	for (i = 0; i < 3; i++) {
 		m = msg_of(PIGEON__KIND__CHAT, "svc", to[i], NULL, "broadcast-1", "hi", now_ms());
 		s = send_full(st, &m);
-		CHECK_EQ(s.rc, PG_STORE_OK);
+		CHECK_EQ(s.rc, PG_OK);
 		CHECK(!s.duplicate);
 		CHECK_EQ(s.seq, want[i]);
 		sent_free(&s);
@@ -1741,7 +1739,7 @@ static void test_dedup_per_recipient(void)
 			m = msg_of(PIGEON__KIND__CHAT, "svc", to[i], NULL, "broadcast-1", "hi",
 			           now_ms());
 			s = send_full(st, &m);
-			CHECK_EQ(s.rc, PG_STORE_OK);
+			CHECK_EQ(s.rc, PG_OK);
 			CHECK(s.duplicate);
 			CHECK_EQ(s.seq, want[i]);
 			CHECK(s.packed == NULL);
@@ -1774,7 +1772,7 @@ static void test_dedup_per_recipient(void)
 /*
  * Every refused accept frees the envelope it had made (LeakSanitizer checks
  * that in the ASan build) and leaves out->envelope NULL: a full backlog
- * (PG_STORE_BUSY) and a journal that cannot grow (PG_STORE_IO, the file
+ * (PG_ERR_BUSY) and a journal that cannot grow (PG_ERR_IO, the file
  * size limit standing in for a full disk).
  */
 static void test_refused_accept_frees_its_envelope(void)
@@ -1794,7 +1792,7 @@ static void test_refused_accept_frees_its_envelope(void)
 	CHECK_EQ(chat(st, "alice", "bob", NULL, "m2"), 2);
 	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "m3", now_ms());
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_BUSY);
+	CHECK_EQ(s.rc, PG_ERR_BUSY);
 	CHECK(s.packed == NULL);
 	CHECK_EQ(s.seq, 0);
 	sent_free(&s);
@@ -1807,7 +1805,7 @@ static void test_refused_accept_frees_its_envelope(void)
 	lim.rlim_cur = 1;
 	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_IO);
+	CHECK_EQ(s.rc, PG_ERR_IO);
 	CHECK(s.packed == NULL);
 	sent_free(&s);
 	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
@@ -1836,7 +1834,7 @@ static double elapsed_s(const struct timespec *t0)
  * While the database takes no writes (held, as by another process holding
  * SQLite's write lock for longer than the store's lock wait): accept never
  * waits; records queue up to the backlog bound (records and bytes), then
- * new stored sends get PG_STORE_BUSY, counted, while acks (within the
+ * new stored sends get PG_ERR_BUSY, counted, while acks (within the
  * reserve), sync of what is stored or journaled, and INSTANT keep working.
  * Once the hold is gone the store catches up by itself and accepts again;
  * nothing accepted is lost.
@@ -1870,20 +1868,20 @@ static void test_backlog_bound_while_writes_are_held(void)
 	/* The 21st pending record is over the bound of 20. */
 	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "id-22", "m22", now_ms());
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_BUSY);
+	CHECK_EQ(s.rc, PG_ERR_BUSY);
 	CHECK(s.packed == NULL);
 	sent_free(&s);
 	/* A NOTIFY too; INSTANT is not stored and still goes. */
 	s = notify(st, "bob", "like", "n", now_ms(), 0);
-	CHECK_EQ(s.rc, PG_STORE_BUSY);
+	CHECK_EQ(s.rc, PG_ERR_BUSY);
 	sent_free(&s);
 	m = msg_of(PIGEON__KIND__INSTANT, "alice", "bob", NULL, NULL, "typing", now_ms());
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.rc, PG_OK);
 	CHECK(s.packed != NULL);
 	sent_free(&s);
 	/* Acks use the reserve beyond the bound. */
-	CHECK_EQ(pg_store_ack(st, "bob", "phone", 5, &cur), PG_STORE_OK);
+	CHECK_EQ(pg_store_ack(st, "bob", "phone", 5, &cur), PG_OK);
 	CHECK_EQ(cur, 5);
 	/* None of that waited for the store thread. */
 	CHECK(elapsed_s(&t0) < 0.5);
@@ -1912,7 +1910,7 @@ static void test_backlog_bound_while_writes_are_held(void)
 	CHECK(!stats.failing);
 	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, "id-22", "m22", now_ms());
 	s = send_full(st, &m);
-	CHECK_EQ(s.rc, PG_STORE_OK);
+	CHECK_EQ(s.rc, PG_OK);
 	CHECK(!s.duplicate);
 	CHECK_EQ(s.seq, 22);
 	sent_free(&s);
@@ -1924,10 +1922,10 @@ static void test_backlog_bound_while_writes_are_held(void)
 	for (i = 0; i < 20; i++) {
 		m = msg_of(PIGEON__KIND__CHAT, "alice", "carol", NULL, NULL, big, now_ms());
 		s = send_full(st, &m);
-		if (s.rc == PG_STORE_OK) {
+		if (s.rc == PG_OK) {
 			accepted++;
 		} else {
-			CHECK_EQ(s.rc, PG_STORE_BUSY);
+			CHECK_EQ(s.rc, PG_ERR_BUSY);
 		}
 		sent_free(&s);
 	}
@@ -1961,7 +1959,7 @@ static void test_close_while_writes_are_held(void)
 		snprintf(body, sizeof(body), "m%d", i);
 		CHECK_EQ(chat(st, "alice", "bob", NULL, body), (uint64_t)i);
 	}
-	CHECK_EQ(pg_store_ack(st, "bob", "phone", 10, &cur), PG_STORE_OK);
+	CHECK_EQ(pg_store_ack(st, "bob", "phone", 10, &cur), PG_OK);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	fx_close(&f);
 	CHECK(elapsed_s(&t0) < 6.0);
@@ -1996,12 +1994,12 @@ static void test_idle_users_evicted_under_traffic(void)
 		snprintf(uid, sizeof(uid), "idle%d", i);
 		CHECK_EQ(chat(st, "alice", uid, NULL, "m1"), 1);
 	}
-	CHECK_EQ(pg_store_ack(st, "idle0", "phone", 1, &cur), PG_STORE_OK);
+	CHECK_EQ(pg_store_ack(st, "idle0", "phone", 1, &cur), PG_OK);
 	CHECK(pg_store_flush(st));
 	/* Traffic that is not applied yet: the store never "caught up". */
 	block_writer(&f);
 	CHECK_EQ(chat(st, "alice", "busy", NULL, "m1"), 1);
-	CHECK_EQ(pg_store_ack(st, "idle1", "tablet", 1, &cur), PG_STORE_OK);
+	CHECK_EQ(pg_store_ack(st, "idle1", "tablet", 1, &cur), PG_OK);
 	pg_store_get_stats(st, &stats);
 	CHECK_EQ(stats.users, 51);
 	pg_store_tick(st, now_ms() + 11 * 60 * 1000);
@@ -2050,7 +2048,7 @@ static void test_sync_bound_counts_whole_envelopes(void)
 		m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "x", now_ms());
 		m.content_type = ctype;
 		s = send_full(st, &m);
-		CHECK_EQ(s.rc, PG_STORE_OK);
+		CHECK_EQ(s.rc, PG_OK);
 		sent_free(&s);
 	}
 	for (;;) {
@@ -2165,7 +2163,7 @@ static void test_seq_space_exhausted_refuses(void)
 	CHECK_EQ(head_of(f.st, "bob"), UINT64_MAX);
 	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "two", now_ms());
 	s = send_full(f.st, &m);
-	CHECK_EQ(s.rc, PG_STORE_IO);
+	CHECK_EQ(s.rc, PG_ERR_IO);
 	CHECK(s.packed == NULL);
 	sent_free(&s);
 	CHECK_EQ(head_of(f.st, "bob"), UINT64_MAX);
@@ -2196,7 +2194,7 @@ static void test_backend_is_chosen_by_name(void)
 	}
 	f.cfg.backend = "sqlite";
 	fx_open(&f);
-	CHECK_EQ(pg_store_test_hold_applier(f.st, true), PG_STORE_INVALID);
+	CHECK_EQ(pg_store_test_hold_applier(f.st, true), PG_ERR_INVALID);
 	CHECK_EQ(chat(f.st, "alice", "bob", NULL, "one"), 1);
 	CHECK(pg_store_flush(f.st));
 	fx_close(&f);

@@ -1183,14 +1183,14 @@ static void test_alg_names_and_lists(void)
 	CHECK_EQ(pg_alg_parse_list("ES256", &set, err, sizeof(err)), 0);
 	CHECK_EQ(set, PG_ALG_ES256);
 	set = 12345;
-	CHECK_EQ(pg_alg_parse_list("", &set, err, sizeof(err)), -1);
+	CHECK_EQ(pg_alg_parse_list("", &set, err, sizeof(err)), PG_ERR_INVALID);
 	CHECK_CONTAINS(err, "no JWT algorithm");
 	CHECK_EQ(set, 12345);
-	CHECK_EQ(pg_alg_parse_list(" , ", &set, err, sizeof(err)), -1);
+	CHECK_EQ(pg_alg_parse_list(" , ", &set, err, sizeof(err)), PG_ERR_INVALID);
 	CHECK_CONTAINS(err, "no JWT algorithm");
-	CHECK_EQ(pg_alg_parse_list("HS256,RS256", &set, err, sizeof(err)), -1);
+	CHECK_EQ(pg_alg_parse_list("HS256,RS256", &set, err, sizeof(err)), PG_ERR_INVALID);
 	CHECK_CONTAINS(err, "unknown JWT algorithm 'RS256'");
-	CHECK_EQ(pg_alg_parse_list("none", &set, err, sizeof(err)), -1);
+	CHECK_EQ(pg_alg_parse_list("none", &set, err, sizeof(err)), PG_ERR_INVALID);
 	CHECK_CONTAINS(err, "'none'");
 }
 
@@ -1204,7 +1204,7 @@ static void test_keyring_loading(void)
 
 	CHECK(rsa != NULL && p384 != NULL && kr != NULL);
 	CHECK_EQ(pg_keyring_algs(kr), 0);
-	CHECK_EQ(pg_keyring_set_secret(kr, (const unsigned char *)"x", 0), -1);
+	CHECK_EQ(pg_keyring_set_secret(kr, (const unsigned char *)"x", 0), PG_ERR_INVALID);
 	CHECK_EQ(pg_keyring_algs(kr), 0);
 	CHECK_EQ(pg_keyring_set_secret(kr, (const unsigned char *)"s1", 2), 0);
 	CHECK_EQ(pg_keyring_set_secret(kr, (const unsigned char *)"s2", 2), 0);

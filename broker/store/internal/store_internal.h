@@ -217,12 +217,12 @@ int store_replay(struct pg_store *st, char *err, size_t errlen);
 int store_queue_init(struct store_queue *q);
 void store_queue_destroy(struct store_queue *q);
 /*
- * Whether one more record of len bytes may be journaled: PG_STORE_OK (and
- * room for it is made), PG_STORE_BUSY when the backlog is at its bound (for
- * an append; other records get STORE_BACKLOG_RESERVE more), PG_STORE_NOMEM.
+ * Whether one more record of len bytes may be journaled: PG_OK (and
+ * room for it is made), PG_ERR_BUSY when the backlog is at its bound (for
+ * an append; other records get STORE_BACKLOG_RESERVE more), PG_ERR_NOMEM.
  * Never waits for the store thread.
  */
-enum pg_store_status store_queue_admit(struct pg_store *st, size_t len, bool append);
+int store_queue_admit(struct pg_store *st, size_t len, bool append);
 /* Hands a journaled item to the store thread; store_queue_admit made room for it. */
 void store_queue_push(struct pg_store *st, struct store_item *item);
 int store_thread_start(struct pg_store *st);
