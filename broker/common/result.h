@@ -6,7 +6,10 @@
  * err buffer the caller passes (char *err, size_t errlen). Results come back
  * through out-parameters; a constructor returns a pointer, NULL on failure.
  * Verdicts are not failures: a refused token is a pg_token_status, an ACL
- * decision a bool. The plugins translate these codes at their edge (to
+ * decision a bool, a JWS check 0/-1/-2 (jws.h). A function whose result is
+ * a length or a count, like snprintf (pg_b64url_encode, pg_topic_format,
+ * pg_jws_sign, pg_keyring_add_public_pem, pg_keyset_add_public_pem),
+ * returns it, or -1. The plugins translate these codes at their edge (to
  * MOSQ_ERR_* for Mosquitto, to Reply.code for a client), nowhere else.
  */
 #ifndef PIGEON_RESULT_H
