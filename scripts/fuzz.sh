@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs every libFuzzer target of tests/fuzz (docs/fuzzing.md) for a bounded
 # time each, one after the other, on a copy of the repo's seed corpus, in a
 # clang build of its own (build-fuzz: ASan + UBSan, coverage of libpigeon,

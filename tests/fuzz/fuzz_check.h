@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the fuzz targets share: FUZZ_CHECK, an assertion that stays on in
  * every build type and aborts (libFuzzer then saves the input as a crash),

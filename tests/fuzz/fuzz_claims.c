@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: the claims of a validly signed token. The input is the
  * claims text (meant to be JSON, any bytes allowed); the target wraps it in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: replay of a corrupted journal segment, the one file the
  * store reads back after a crash. The input is written as the only segment

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fixed keys of the fuzz targets: an HS256 secret, a P-256 (ES256) and an
  * Ed25519 (EdDSA) pair, generated once with openssl for fuzzing only. They

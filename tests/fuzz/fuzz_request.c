@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: Requests as clients publish them on $CONTROL/pigeon/v1,
  * decoded with protobuf-c and handled the way plugins/inbox/requests.c

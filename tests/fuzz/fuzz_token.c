@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: a whole compact token, as a client sends it in the MQTT
  * password of every CONNECT, through pg_token_verify (token.c, jws.c) and

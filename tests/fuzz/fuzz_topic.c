@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: what a client names in PUBLISH and SUBSCRIBE packets
  * and in its CONNECT: topic names (topic.c), subscription filters and the

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """
 Writes the seed corpus of the fuzz targets into tests/fuzz/corpus/<target>/:
 a handful of valid inputs and edge cases per target. Run once; the output is

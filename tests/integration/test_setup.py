@@ -187,3 +187,14 @@ def test_readme_layout_table_matches_the_tree():
                if p.startswith("broker/") and p.count("/") >= 2}
     missing = (top | modules) - named
     assert not missing, f"README's layout table lacks {sorted(missing)}"
+
+
+def test_every_source_file_carries_the_licence():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    sources = [p for p in tracked
+               if re.search(r"\.(c|h|py|sh|proto)$|(^|/)CMakeLists\.txt$", p) or p == ".ci/run"]
+    assert (REPO / "LICENSE").read_text().lstrip().startswith("Apache License")
+    missing = [p for p in sources
+               if "SPDX-License-Identifier: Apache-2.0" not in (REPO / p).read_text()[:300]]
+    assert not missing, f"no SPDX line in {missing}"
