@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "msglimits.h"
 #include "topic.h"
 
 static void reply_send(struct inbox_plugin *ip, const struct pg_session *s, Pigeon__Reply *r)
@@ -77,38 +78,17 @@ static void handle_ack(struct inbox_plugin *ip, const struct pg_session *s, cons
 static void handle_send(struct inbox_plugin *ip, const struct pg_session *s,
                         const Pigeon__Send *req, Pigeon__Reply *r, Pigeon__SendReply *sr)
 {
-	struct pg_store_msg msg = {0};
+	struct pg_store_msg msg;
 	struct pg_store_accepted acc;
 	struct pg_loglimit_note note;
 	char summary[PG_CLIENT_ID_MAX + 96];
 	const char *why = "";
 	enum pg_reply_code code;
 
-	if (!pg_ident_valid_str(req->to)) {
-		reply_error(r, PG_REPLY_BAD_REQUEST, "to is not a valid uid");
+	if (pg_msg_from_send(req, s->uid, inbox_now_ms(), &msg, &why) != PG_OK) {
+		reply_error(r, PG_REPLY_BAD_REQUEST, why);
 		return;
 	}
-	if (req->kind != PIGEON__KIND__CHAT && req->kind != PIGEON__KIND__NOTIFY &&
-	    req->kind != PIGEON__KIND__INSTANT) {
-		reply_error(r, PG_REPLY_BAD_REQUEST, "kind must be CHAT, NOTIFY or INSTANT");
-		return;
-	}
-	if (req->kind == PIGEON__KIND__NOTIFY && !pg_ident_valid_str(req->type)) {
-		reply_error(r, PG_REPLY_BAD_REQUEST, "a NOTIFY needs a valid type");
-		return;
-	}
-	msg.kind = req->kind;
-	msg.from = s->uid;
-	msg.to = req->to;
-	msg.type = req->type;
-	msg.msg_id = req->msg_id;
-	msg.content_type = req->content_type;
-	msg.body = req->body.data;
-	msg.body_len = req->body.len;
-	msg.ttl_s = req->ttl_s;
-	msg.push_title = req->push_title;
-	msg.push_body = req->push_body;
-	msg.now_ms = inbox_now_ms();
 	code = inbox_send(ip, s, &msg, true, &acc, &why);
 	if (code != PG_REPLY_OK) {
 		reply_error(r, (uint32_t)code, why);

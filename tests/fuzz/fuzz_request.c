@@ -161,36 +161,24 @@ static void handle_ack(struct pg_store *st, const struct session *s, const Pigeo
 	}
 }
 
-/* requests.c's handle_send and inbox_send (send.c), with pigeon_inbox's defaults. */
+/* requests.c's handle_send (pg_msg_from_send) and inbox_send's checks (send.c), with
+ * pigeon_inbox's defaults. */
 static void handle_send(struct pg_store *st, const struct session *s, const Pigeon__Send *req,
                         int64_t now_ms, Pigeon__Reply *r, Pigeon__SendReply *sr)
 {
-	struct pg_store_msg msg = {0};
+	struct pg_store_msg msg;
 	struct pg_store_accepted acc;
+	const char *why = NULL;
 	Pigeon__Envelope *e;
 	int rc;
 	uint64_t head = 0;
 	bool stored;
 
-	if (!pg_ident_valid_str(req->to) ||
-	    (req->kind != PIGEON__KIND__CHAT && req->kind != PIGEON__KIND__NOTIFY &&
-	     req->kind != PIGEON__KIND__INSTANT) ||
-	    (req->kind == PIGEON__KIND__NOTIFY && !pg_ident_valid_str(req->type))) {
+	if (pg_msg_from_send(req, s->uid, now_ms, &msg, &why) != PG_OK) {
+		FUZZ_CHECK(why != NULL && why[0] != '\0');
 		r->code = PG_REPLY_BAD_REQUEST;
 		return;
 	}
-	msg.kind = req->kind;
-	msg.from = s->uid;
-	msg.to = req->to;
-	msg.type = req->type;
-	msg.msg_id = req->msg_id;
-	msg.content_type = req->content_type;
-	msg.body = req->body.data;
-	msg.body_len = req->body.len;
-	msg.ttl_s = req->ttl_s;
-	msg.push_title = req->push_title;
-	msg.push_body = req->push_body;
-	msg.now_ms = now_ms;
 	/* inbox_send's checks, in its order. */
 	if (msg.body_len > MAX_BODY) {
 		r->code = PG_REPLY_TOO_LARGE;

@@ -72,10 +72,47 @@ static void test_limits_count_bytes_not_characters(void)
 	CHECK(pg_msg_metadata_error(&m) != NULL);
 }
 
+static void test_a_send_request_becomes_a_message(void)
+{
+	Pigeon__Send req = PIGEON__SEND__INIT;
+	struct pg_store_msg m;
+	const char *why = NULL;
+	uint8_t body[] = "hi";
+
+	req.to = "alice";
+	req.kind = PIGEON__KIND__NOTIFY;
+	req.type = "like";
+	req.msg_id = "m-1";
+	req.body.data = body;
+	req.body.len = 2;
+	req.ttl_s = 60;
+	CHECK_EQ(pg_msg_from_send(&req, "bob", 1234, &m, &why), PG_OK);
+	CHECK_STR(m.from, "bob");
+	CHECK_STR(m.to, "alice");
+	CHECK_STR(m.type, "like");
+	CHECK_STR(m.msg_id, "m-1");
+	CHECK_EQ(m.kind, PIGEON__KIND__NOTIFY);
+	CHECK_EQ(m.body_len, 2);
+	CHECK_EQ(m.ttl_s, 60);
+	CHECK_EQ(m.now_ms, 1234);
+
+	req.type = "";
+	CHECK_EQ(pg_msg_from_send(&req, "bob", 1, &m, &why), PG_ERR_INVALID);
+	CHECK_CONTAINS(why, "NOTIFY needs a valid type");
+	req.kind = (Pigeon__Kind)7;
+	CHECK_EQ(pg_msg_from_send(&req, "bob", 1, &m, &why), PG_ERR_INVALID);
+	CHECK_CONTAINS(why, "kind must be");
+	req.kind = PIGEON__KIND__CHAT;
+	req.to = "not a uid";
+	CHECK_EQ(pg_msg_from_send(&req, "bob", 1, &m, &why), PG_ERR_INVALID);
+	CHECK_CONTAINS(why, "to is not a valid uid");
+}
+
 int main(void)
 {
 	RUN(test_absent_fields_are_fine);
 	RUN(test_each_field_at_and_past_its_limit);
 	RUN(test_limits_count_bytes_not_characters);
+	RUN(test_a_send_request_becomes_a_message);
 	return check_exit();
 }
