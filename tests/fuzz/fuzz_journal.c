@@ -28,6 +28,7 @@
 #include <zlib.h>
 
 #include "fuzz_check.h"
+#include "fuzz_store.h"
 #include "ident.h"
 #include "journal.h"
 #include "journal.pb-c.h"
@@ -145,33 +146,6 @@ static int on_frame(const uint8_t *payload, size_t len, void *ud)
 	return 0;
 }
 
-static struct pg_store *store_open(void)
-{
-	const struct pg_store_config cfg = {
-	    .db_path = db_path,
-	    .sync_full = false,
-	    .ttl_s = 3600,
-	    .max_per_user = 16,
-	    .dedup_window_s = 600,
-	};
-	struct pg_store *st = NULL;
-	char err[512];
-
-	if (pg_store_open(&cfg, &st, err, sizeof(err)) != 0) {
-		fprintf(stderr, "fuzz_journal: pg_store_open: %s\n", err);
-		abort();
-	}
-	return st;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void count_online(const char *uid, void *ud)
 {
 	FUZZ_CHECK(uid != NULL);
@@ -186,13 +160,13 @@ static uint64_t read_user(struct pg_store *st, const char *uid)
 	size_t i;
 
 	FUZZ_CHECK(pg_store_head(st, uid, &head) == PG_OK);
-	FUZZ_CHECK(pg_store_sync(st, uid, 0, 1000, 256 * 1024, now_ms(), &sr) == PG_OK);
+	FUZZ_CHECK(pg_store_sync(st, uid, 0, 1000, 256 * 1024, fuzz_now_ms(), &sr) == PG_OK);
 	FUZZ_CHECK(sr->head_seq == head);
 	for (i = 0; i < sr->n_messages; i++) {
 		FUZZ_CHECK(i == 0 || sr->messages[i]->seq > sr->messages[i - 1]->seq);
 	}
 	pg_store_sync_free(sr);
-	FUZZ_CHECK(pg_store_unread(st, uid, "phone", now_ms(), &cursor, &unread) == PG_OK);
+	FUZZ_CHECK(pg_store_unread(st, uid, "phone", fuzz_now_ms(), &cursor, &unread) == PG_OK);
 	return head;
 }
 
@@ -217,7 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(torn == (rc.pos < size ? 1 : 0));
 
 	/* 2. The store on top of them. */
-	st = store_open();
+	st = fuzz_store_open(db_path, "fuzz_journal");
 	pg_store_foreach_online(st, count_online, &online);
 	note_uid(&rc, "alice");
 	for (i = 0; i < rc.nuids; i++) {
@@ -229,7 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msg.to = "alice";
 	msg.body = (const uint8_t *)"hi";
 	msg.body_len = 2;
-	msg.now_ms = now_ms();
+	msg.now_ms = fuzz_now_ms();
 	if (head == UINT64_MAX) {
 		/* A record gave alice the last seq: no seq is left (0 would mean INSTANT). */
 		FUZZ_CHECK(pg_store_accept(st, &msg, malloc, free, &acc) == PG_ERR_IO);
@@ -242,7 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	pg_store_close(st);
 
-	st = store_open();
+	st = fuzz_store_open(db_path, "fuzz_journal");
 	for (i = 0; i < rc.nuids; i++) {
 		uint64_t h = read_user(st, rc.uids[i]);
 		FUZZ_CHECK(h == (strcmp(rc.uids[i], "alice") == 0 ? head : heads[i]));

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "fuzz_check.h"
+#include "fuzz_store.h"
 #include "ident.h"
 #include "msglimits.h"
 #include "pigeon.pb-c.h"
@@ -63,33 +64,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fuzz_tmpdir_new(dir, sizeof(dir), "fuzz-request");
 	snprintf(db_path, sizeof(db_path), "%s/pigeon.db", dir);
 	return 0;
-}
-
-static struct pg_store *store_open(void)
-{
-	const struct pg_store_config cfg = {
-	    .db_path = db_path,
-	    .sync_full = false,
-	    .ttl_s = 3600,
-	    .max_per_user = 16,
-	    .dedup_window_s = 600,
-	};
-	struct pg_store *st = NULL;
-	char err[512];
-
-	if (pg_store_open(&cfg, &st, err, sizeof(err)) != 0) {
-		fprintf(stderr, "fuzz_request: %s\n", err);
-		abort();
-	}
-	return st;
-}
-
-static int64_t real_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t head_of(struct pg_store *st, const char *uid)
@@ -304,8 +278,8 @@ static void flush_and_compare(struct pg_store *st, const char *uid, int64_t now_
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct pg_store *st = store_open();
-	int64_t now_ms = real_now_ms();
+	struct pg_store *st = fuzz_store_open(db_path, "fuzz_request");
+	int64_t now_ms = fuzz_now_ms();
 	size_t pos = 0;
 	int ops = 0;
 
@@ -339,7 +313,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				heads[i] = head_of(st, uids[i]);
 			}
 			pg_store_close(st);
-			st = store_open();
+			st = fuzz_store_open(db_path, "fuzz_request");
 			for (i = 0; i < NUIDS; i++) {
 				FUZZ_CHECK(head_of(st, uids[i]) == heads[i]);
 			}
