@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 
 #include "check.h"
+#include "pem.h"
 #include "keyset.h"
 #include "token.h"
 
@@ -24,28 +25,6 @@ static const char secret2[] = "pigeon keyset unit test secret number two";
 
 static EVP_PKEY *es_a, *es_b, *ed_a;
 static char *es_a_pem, *es_b_pem, *ed_a_pem;
-
-static char *pem_of(EVP_PKEY *pkey, int private_key)
-{
-	BIO *bio = BIO_new(BIO_s_mem());
-	char *data, *pem;
-	long len;
-	int ok;
-
-	if (bio == NULL) {
-		abort();
-	}
-	ok = private_key ? PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL)
-	                 : PEM_write_bio_PUBKEY(bio, pkey);
-	len = BIO_get_mem_data(bio, &data);
-	if (ok != 1 || len <= 0 || (pem = malloc((size_t)len + 1)) == NULL) {
-		abort();
-	}
-	memcpy(pem, data, (size_t)len);
-	pem[len] = '\0';
-	BIO_free(bio);
-	return pem;
-}
 
 static char *cat3(const char *a, const char *b, const char *c)
 {

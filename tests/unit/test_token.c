@@ -20,6 +20,7 @@
 
 #include "b64url.h"
 #include "check.h"
+#include "pem.h"
 #include "jws.h"
 #include "token.h"
 
@@ -61,28 +62,6 @@ static char *b64e(const char *text)
 		abort();
 	}
 	return out;
-}
-
-static char *pem_of(EVP_PKEY *pkey, int private_key)
-{
-	BIO *bio = BIO_new(BIO_s_mem());
-	char *data, *pem;
-	long len;
-	int ok;
-
-	if (bio == NULL) {
-		abort();
-	}
-	ok = private_key ? PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL)
-	                 : PEM_write_bio_PUBKEY(bio, pkey);
-	len = BIO_get_mem_data(bio, &data);
-	if (ok != 1 || len <= 0 || (pem = malloc((size_t)len + 1)) == NULL) {
-		abort();
-	}
-	memcpy(pem, data, (size_t)len);
-	pem[len] = '\0';
-	BIO_free(bio);
-	return pem;
 }
 
 /* An EVP_PKEY of type name ("EC", "ED25519") from a public key's raw bytes. */
