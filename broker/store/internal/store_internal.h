@@ -18,6 +18,7 @@
 #include "bloom.h"
 #include "ident.h"
 #include "journal.h"
+#include "protocol.h"
 #include "store.h"
 #include "store_backend.h"
 
@@ -63,7 +64,8 @@ struct store_queue {
 /* How long pg_store_flush waits at most. */
 #define STORE_FLUSH_MAX_MS 10000
 
-#define STORE_MSG_ID_MAX 128
+/* The contract's msg_id limit (common/protocol.h), also the dedup key's. */
+#define STORE_MSG_ID_MAX PG_MSG_ID_MAX
 
 struct store_pending {
 	struct store_pending *next_user; /* the user's list, LSN order */
