@@ -283,8 +283,9 @@ int pg_store_accept(struct pg_store *st, const struct pg_store_msg *msg, void *(
 				return PG_OK;
 			}
 		}
-		if (u->head == UINT64_MAX) {
-			/* Only a corrupt journal or database: seq 0 would mean INSTANT. */
+		if (u->head >= INT64_MAX) {
+			/* Seqs are SQLite INTEGERs (signed 64 bits): none is left past
+			 * INT64_MAX. Only a corrupt journal or database gets here. */
 			return PG_ERR_IO;
 		}
 		ttl_s = msg->ttl_s && msg->ttl_s < st->cfg.ttl_s ? msg->ttl_s : st->cfg.ttl_s;

@@ -146,6 +146,18 @@ int store_apply_packed(struct pg_store *st, const uint8_t *data, size_t len)
 		/* Cannot happen for a frame whose CRC matched; skip rather than wedge. */
 		return 0;
 	}
+	if ((rec->change_case == PIGEON__JOURNAL__RECORD__CHANGE_APPEND && rec->append->envelope &&
+	     rec->append->envelope->seq > INT64_MAX) ||
+	    (rec->change_case == PIGEON__JOURNAL__RECORD__CHANGE_CURSOR &&
+	     rec->cursor->seq > INT64_MAX)) {
+		/* Beyond the seq space (store.c refuses to give one out): a corrupt
+		 * record that SQLite's signed INTEGER could not hold. */
+		pg_log(PG_LOG_WARNING,
+		       "pigeon store: skipping journal record %llu: seq beyond 2^63-1",
+		       (unsigned long long)rec->lsn);
+		pigeon__journal__record__free_unpacked(rec, NULL);
+		return 0;
+	}
 	rc = st->writer->ops->batch_apply(st->writer, rec);
 	pigeon__journal__record__free_unpacked(rec, NULL);
 	return rc;
