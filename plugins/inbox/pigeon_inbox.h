@@ -15,6 +15,7 @@
 #include <mosquitto_plugin.h>
 #include <mqtt_protocol.h>
 
+#include "link.h"
 #include "protocol.h"
 #include "ratelimit.h"
 #include "sessions.h"
@@ -64,6 +65,7 @@ struct inbox_plugin {
 	struct inbox_counters counters;
 	struct presence_user *presence; /* uthash: users shown online or in grace */
 	struct rate_user *rates;        /* uthash: send buckets */
+	struct pg_link_inbox link;      /* what pigeon_push asks of the inbox */
 	bool routed_via_queue;          /* a broker_publish delivery this loop iteration */
 	bool started;                   /* first tick done (startup presence reset) */
 	int64_t next_sys_ms;

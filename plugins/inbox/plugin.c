@@ -79,6 +79,16 @@ static int inbox_register(struct inbox_plugin *ip, bool on)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* Push badges (common/link.h): the device's unread count from the store. */
+static int inbox_link_unread(void *ud, const char *uid, const char *device, int64_t now_ms,
+                             uint64_t *unread)
+{
+	struct inbox_plugin *ip = ud;
+	uint64_t cursor;
+
+	return pg_store_unread(ip->store, uid, device, now_ms, &cursor, unread) == PG_OK ? 0 : -1;
+}
+
 static void inbox_free(struct inbox_plugin *ip)
 {
 	inbox_presence_free(ip);
@@ -129,6 +139,9 @@ PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 		inbox_free(ip);
 		return MOSQ_ERR_UNKNOWN;
 	}
+	ip->link.ud = ip;
+	ip->link.unread = inbox_link_unread;
+	pg_link_set_inbox(&ip->link);
 	*userdata = ip;
 	mosquitto_log_printf(MOSQ_LOG_INFO,
 	                     INBOX_LOG_PREFIX "ready: store %s (sync %s), ttl %llus, %u per user, "
@@ -147,6 +160,9 @@ PG_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opt
 
 	if (ip == NULL) {
 		return MOSQ_ERR_SUCCESS;
+	}
+	if (pg_link_inbox() == &ip->link) {
+		pg_link_set_inbox(NULL);
 	}
 	inbox_register(ip, false);
 	pg_sessions_unwatch(inbox_presence_watch, ip);

@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "link.h"
 #include "msglimits.h"
 #include "topic.h"
 
@@ -112,6 +113,38 @@ static void handle_send(struct inbox_plugin *ip, const struct pg_session *s,
 	r->send = sr;
 }
 
+/*
+ * RegisterDevice / UnregisterDevice belong to pigeon_push, which may not be
+ * loaded; the request arrives here because $CONTROL/pigeon/v1 is the
+ * inbox's topic (common/link.h).
+ */
+static void handle_device(struct inbox_plugin *ip, const struct pg_session *s,
+                          const Pigeon__Request *req, Pigeon__Reply *r, char *why, size_t whylen)
+{
+	const struct pg_link_push *push = pg_link_push();
+	int code;
+
+	why[0] = '\0';
+	if (push == NULL) {
+		reply_error(r, PG_REPLY_NOT_AVAILABLE, "device registration needs pigeon_push");
+		return;
+	}
+	if (req->body_case == PIGEON__REQUEST__BODY_REGISTER_DEVICE) {
+		const Pigeon__RegisterDevice *d = req->register_device;
+
+		code = push->register_device(push->ud, s->uid, s->device, d->platform, d->token,
+		                             d->app, d->sandbox, why, whylen);
+	} else {
+		code = push->unregister_device(push->ud, s->uid, s->device, why, whylen);
+	}
+	if (code != PG_REPLY_OK) {
+		if (code == PG_REPLY_BAD_REQUEST) {
+			ip->counters.refused[REFUSED_BAD_REQUEST]++;
+		}
+		reply_error(r, (uint32_t)code, why);
+	}
+}
+
 int inbox_control_cb(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_control *ed = event_data;
@@ -121,6 +154,7 @@ int inbox_control_cb(int event, void *event_data, void *userdata)
 	Pigeon__SendReply sr = PIGEON__SEND_REPLY__INIT;
 	Pigeon__SyncReply *sync = NULL;
 	Pigeon__Request *req;
+	char why[256];
 
 	if (s == NULL) {
 		return MOSQ_ERR_SUCCESS; /* nobody to answer: not a pigeon session */
@@ -145,7 +179,7 @@ int inbox_control_cb(int event, void *event_data, void *userdata)
 		break;
 	case PIGEON__REQUEST__BODY_REGISTER_DEVICE:
 	case PIGEON__REQUEST__BODY_UNREGISTER_DEVICE:
-		reply_error(&r, PG_REPLY_NOT_AVAILABLE, "device registration needs pigeon_push");
+		handle_device(ip, s, req, &r, why, sizeof(why));
 		break;
 	default:
 		ip->counters.refused[REFUSED_BAD_REQUEST]++;

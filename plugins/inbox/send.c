@@ -25,6 +25,7 @@
 
 #include "acl.h"
 #include "broker_compat.h"
+#include "link.h"
 #include "msglimits.h"
 #include "topic.h"
 
@@ -124,6 +125,29 @@ static void instant_to_device(const struct pg_session *s, void *ud)
 	}
 }
 
+/* Tells pigeon_push (if loaded) that msg is stored with seq (common/link.h). */
+static void inbox_stored_note(struct inbox_plugin *ip, const struct pg_store_msg *msg,
+                              uint64_t seq)
+{
+	const struct pg_link_push *push = pg_link_push();
+	uint64_t ttl_s = msg->ttl_s && msg->ttl_s < ip->cfg.ttl_s ? msg->ttl_s : ip->cfg.ttl_s;
+	struct pg_link_stored m = {
+	    .to = msg->to,
+	    .from = msg->from,
+	    .kind = msg->kind,
+	    .type = msg->type ? msg->type : "",
+	    .seq = seq,
+	    .push_title = msg->push_title,
+	    .push_body = msg->push_body,
+	    .now_ms = msg->now_ms,
+	    .expires_at_ms = msg->now_ms + (int64_t)ttl_s * 1000,
+	};
+
+	if (push != NULL && push->stored != NULL) {
+		push->stored(push->ud, &m);
+	}
+}
+
 enum pg_reply_code inbox_send(struct inbox_plugin *ip, const struct pg_session *from,
                               const struct pg_store_msg *msg, bool via_queue,
                               struct pg_store_accepted *acc, const char **why)
@@ -170,6 +194,9 @@ enum pg_reply_code inbox_send(struct inbox_plugin *ip, const struct pg_session *
 	}
 	if (acc->duplicate) {
 		return PG_REPLY_OK;
+	}
+	if (msg->kind != PIGEON__KIND__INSTANT) {
+		inbox_stored_note(ip, msg, acc->seq);
 	}
 	pg_topic_format(topic, sizeof(topic), msg->to, "inbox");
 	if (msg->kind == PIGEON__KIND__INSTANT) {
