@@ -8,6 +8,8 @@ Fixtures for the integration tests (see harness.py):
   mqtt            MQTT clients for one test, closed after it
   module_mqtt     MQTT clients for a whole module
   pb              pigeon_pb2, generated from proto/pigeon.proto for this session
+  push_ca         a session-wide throwaway CA and server certificate (pushlib.make_ca)
+  fakes           fake push providers for one test, stopped after it (pushlib.FakePool)
 
 After every test, each broker that should be running is checked (alive, no
 sanitizer report), so a crash fails the test that caused it.
@@ -88,3 +90,19 @@ def brokers_stay_healthy():
             problems.append("\n".join(p) + "\n--- log ---\n" + b.log_text()[-6000:])
     if problems:
         pytest.fail("broker unhealthy after this test:\n" + "\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def push_ca(tmp_path_factory):
+    import pushlib
+
+    return pushlib.make_ca(tmp_path_factory.mktemp("push-ca"))
+
+
+@pytest.fixture
+def fakes(tmp_path, push_ca):
+    import pushlib
+
+    pool = pushlib.FakePool(tmp_path / "fakes", push_ca)
+    yield pool
+    pool.stop_all()
