@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The push core (broker/push/push.h) through its public interface: device
+ * registration and its errors, tokens moving between users, the trigger
+ * (not-connected devices only), coalescing into one outbox row per device,
+ * the outbox surviving a reopen, retries and giving up after max_attempts.
+ *
+ * The provider is the webhook one pointed at a loopback port nobody
+ * listens on, so every attempt is a real connection refused: the network
+ * paths (worker, results, retries) run for real, with nothing outside this
+ * machine. What a provider accepts is the integration tests' business
+ * (tests/integration/test_push.py, with fake providers over HTTP/2).
+ */
+#include "check.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "push.h"
+
+struct counters {
+	uint64_t outbox, devices, sent, retried, failed_network;
+};
+
+static void read_counter(const char *leaf, uint64_t value, void *ud)
+{
+	struct counters *c = ud;
+
+	if (strcmp(leaf, "outbox") == 0) {
+		c->outbox = value;
+	} else if (strcmp(leaf, "devices") == 0) {
+		c->devices = value;
+	} else if (strcmp(leaf, "webhook/sent") == 0) {
+		c->sent = value;
+	} else if (strcmp(leaf, "webhook/retried") == 0) {
+		c->retried = value;
+	} else if (strcmp(leaf, "webhook/failed/network") == 0) {
+		c->failed_network = value;
+	}
+}
+
+static struct counters counters_of(struct pg_push *p)
+{
+	struct counters c = {0};
+
+	pg_push_counters(p, read_counter, &c);
+	return c;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Who is connected: one (uid, device) at most. */
+static char connected_key[160];
+
+static bool fake_connected(void *ud, const char *uid, const char *device)
+{
+	char key[160];
+
+	(void)ud;
+	snprintf(key, sizeof(key), "%s/%s", uid, device);
+	return strcmp(key, connected_key) == 0;
+}
+
+static int fake_unread(void *ud, const char *uid, const char *device, int64_t now,
+                       uint64_t *unread)
+{
+	(void)ud;
+	(void)uid;
+	(void)device;
+	(void)now;
+	*unread = 7;
+	return 0;
+}
+
+static const struct pg_push_env env = {.connected = fake_connected, .unread = fake_unread};
+
+static char dir[] = "/tmp/pigeon-push-core-XXXXXX";
+static char db_path[256];
+
+static struct pg_push_config config(bool webhook)
+{
+	struct pg_push_config c = {
+	    .db_path = db_path,
+	    .coalesce_ms = 60000, /* windows close only when a test says so */
+	    .default_body = "New message",
+	    .max_attempts = 2,
+	    .retry_base_ms = 20,
+	    .retry_max_ms = 40,
+	    .request_timeout_ms = 2000,
+	    .connect_timeout_ms = 1000,
+	};
+
+	if (webhook) {
+		/* Port 1 on loopback: nothing listens there, the connect is refused. */
+		c.webhook_url = "http://127.0.0.1:1/hook";
+		c.webhook_secret = "test-secret";
+	}
+	return c;
+}
+
+static struct pg_push *open_push(bool webhook, uint64_t coalesce_ms)
+{
+	struct pg_push_config c = config(webhook);
+	struct pg_push *p = NULL;
+	char err[256] = "";
+
+	c.coalesce_ms = coalesce_ms;
+	if (pg_push_open(&c, &env, now_ms(), &p, err, sizeof(err)) != PG_OK) {
+		fprintf(stderr, "pg_push_open: %s\n", err);
+	}
+	CHECK(p != NULL);
+	return p;
+}
+
+static void stored(struct pg_push *p, const char *to, uint64_t seq)
+{
+	struct pg_link_stored m = {
+	    .to = to,
+	    .from = "backend",
+	    .kind = PG_PUSH_KIND_CHAT,
+	    .type = "",
+	    .seq = seq,
+	    .now_ms = now_ms(),
+	    .expires_at_ms = now_ms() + 60000,
+	};
+
+	pg_push_stored(p, &m);
+}
+
+static void test_register_errors_without_provider(void)
+{
+	struct pg_push *p = open_push(false, 1000);
+	char why[256];
+
+	if (p == NULL) {
+		return;
+	}
+	CHECK_EQ(pg_push_register(p, "alice", "phone", "carrier-pigeon", "t", "", false, now_ms(),
+	                          why, sizeof(why)),
+	         400);
+	CHECK_CONTAINS(why, "unknown platform");
+	CHECK_EQ(pg_push_register(p, "alice", "phone", "apns", "", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         400);
+	CHECK_CONTAINS(why, "empty");
+	CHECK_EQ(pg_push_register(p, "alice", "phone", "apns", "a/b", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         400);
+	CHECK_EQ(pg_push_register(p, "alice", "phone", "apns", "abc", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         501);
+	CHECK_CONTAINS(why, "not configured");
+	CHECK(!pg_push_enabled(p, PG_PUSH_APNS));
+	CHECK_EQ(pg_push_unregister(p, "alice", "phone", why, sizeof(why)), 0);
+	pg_push_close(p);
+}
+
+static void test_tokens_move_and_windows_coalesce(void)
+{
+	struct pg_push *p = open_push(true, 60000);
+	struct counters c;
+	char why[256];
+	int i;
+
+	if (p == NULL) {
+		return;
+	}
+	CHECK(pg_push_enabled(p, PG_PUSH_WEBHOOK));
+	CHECK_EQ(pg_push_register(p, "alice", "phone", "webhook", "tok-1", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         0);
+	/* The same token registered by bob's tablet leaves alice. */
+	CHECK_EQ(pg_push_register(p, "bob", "tablet", "webhook", "tok-1", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         0);
+	CHECK_EQ(counters_of(p).devices, 1);
+	stored(p, "alice", 1);
+	CHECK_EQ(counters_of(p).outbox, 0);
+
+	/* 100 messages within one window: one pending push. */
+	for (i = 0; i < 100; i++) {
+		stored(p, "bob", (uint64_t)i + 1);
+	}
+	c = counters_of(p);
+	CHECK_EQ(c.outbox, 1);
+
+	/* A connected device gets none. */
+	CHECK_EQ(pg_push_register(p, "carol", "phone", "webhook", "tok-2", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         0);
+	snprintf(connected_key, sizeof(connected_key), "carol/phone");
+	stored(p, "carol", 1);
+	CHECK_EQ(counters_of(p).outbox, 1);
+	connected_key[0] = '\0';
+
+	/* Re-registering replaces the token: still two devices. */
+	CHECK_EQ(pg_push_register(p, "carol", "phone", "webhook", "tok-3", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         0);
+	CHECK_EQ(counters_of(p).devices, 2);
+	pg_push_close(p);
+
+	/* Devices and the pending push survive a reopen. */
+	p = open_push(true, 60000);
+	if (p == NULL) {
+		return;
+	}
+	c = counters_of(p);
+	CHECK_EQ(c.devices, 2);
+	CHECK_EQ(c.outbox, 1);
+	CHECK_EQ(pg_push_unregister(p, "carol", "phone", why, sizeof(why)), 0);
+	CHECK_EQ(counters_of(p).devices, 1);
+	pg_push_close(p);
+}
+
+static void test_retries_then_gives_up(void)
+{
+	struct pg_push *p = open_push(true, 0);
+	struct counters c = {0};
+	int64_t deadline;
+
+	if (p == NULL) {
+		return;
+	}
+	/* bob/tablet (tok-1) and the push left from the previous test are
+	 * sent now (a reopen makes them due): connection refused, twice. */
+	stored(p, "bob", 200);
+	deadline = now_ms() + 15000;
+	while (now_ms() < deadline) {
+		pg_push_tick(p, now_ms());
+		c = counters_of(p);
+		if (c.outbox == 0) {
+			break;
+		}
+		usleep(10000);
+	}
+	CHECK_EQ(c.outbox, 0);
+	CHECK_EQ(c.sent, 0);
+	CHECK(c.retried >= 1);
+	CHECK(c.failed_network >= 1);
+	pg_push_close(p);
+
+	/* Nothing is left to send after a reopen. */
+	p = open_push(true, 0);
+	if (p == NULL) {
+		return;
+	}
+	CHECK_EQ(counters_of(p).outbox, 0);
+	pg_push_close(p);
+}
+
+int main(void)
+{
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(db_path, sizeof(db_path), "%s/push.db", dir);
+	RUN(test_register_errors_without_provider);
+	RUN(test_tokens_move_and_windows_coalesce);
+	RUN(test_retries_then_gives_up);
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "could not remove %s\n", dir);
+		}
+	}
+	return check_exit();
+}
