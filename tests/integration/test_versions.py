@@ -42,7 +42,7 @@ def undefined_symbols(path):
     return {line.split()[-1].split("@")[0] for line in out.splitlines() if line.strip()}
 
 
-@pytest.mark.parametrize("plugin", ["pigeon_auth.so", "pigeon_inbox.so"])
+@pytest.mark.parametrize("plugin", ["pigeon_auth.so", "pigeon_inbox.so", "pigeon_push.so"])
 def test_plugins_use_only_the_exported_plugin_api(plugin):
     # libpigeon needs nothing from the broker at all.
     needed = {s for s in undefined_symbols(harness.build_path("lib", plugin))
@@ -59,7 +59,7 @@ def defined_symbols(path):
     return {line.split()[-1].split("@")[0] for line in out.splitlines() if line.strip()}
 
 
-@pytest.mark.parametrize("plugin", ["pigeon_auth.so", "pigeon_inbox.so"])
+@pytest.mark.parametrize("plugin", ["pigeon_auth.so", "pigeon_inbox.so", "pigeon_push.so"])
 def test_plugins_export_only_their_entry_points(plugin):
     # Anything else would land in the broker's process, where another
     # plugin could clash with it.
@@ -69,7 +69,8 @@ def test_plugins_export_only_their_entry_points(plugin):
 
 def test_libpigeon_exports_only_its_api():
     # (__odr_asan.* are AddressSanitizer's markers of exported globals.)
-    for lib, api in (("libpigeon.so", ("pg_", "pigeon__")), ("libpigeon_store.so", ("pg_",))):
+    for lib, api in (("libpigeon.so", ("pg_", "pigeon__")), ("libpigeon_store.so", ("pg_",)),
+                     ("libpigeon_push.so", ("pg_",))):
         internal = {s for s in defined_symbols(harness.build_path("lib", lib))
                     if not s.startswith(api + ("__odr_asan",))}
         assert internal == set(), f"{lib} exports {sorted(internal)}"
