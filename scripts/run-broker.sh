@@ -12,6 +12,10 @@
 #   PIGEON_BIND       listener address (default: 127.0.0.1)
 #   PIGEON_BUILD_DIR  build directory (default: <repo>/build)
 #   PIGEON_MOSQUITTO  the broker binary (default: /usr/sbin/mosquitto)
+#   PIGEON_WEBHOOK_URL, PIGEON_WEBHOOK_SECRET
+#                     enable pigeon_push's webhook provider (docs/push.md);
+#                     without them pigeon_push runs with no provider and
+#                     answers RegisterDevice with 501
 #
 # The data directory holds the signing key and every stored message: it is
 # made 0700 and the broker runs with umask 077, so its files are 0600.
@@ -62,7 +66,14 @@ plugin_opt_jwt_secret_file $data/jwt.secret
 
 plugin $build/lib/pigeon_inbox.so
 plugin_opt_db_path $data/pigeon.db
+
+plugin $build/lib/pigeon_push.so
+plugin_opt_db_path $data/pigeon-push.db
 CONF
+if [ -n "${PIGEON_WEBHOOK_URL:-}" ]; then
+	printf 'plugin_opt_webhook_url %s\nplugin_opt_webhook_secret %s\n' \
+		"$PIGEON_WEBHOOK_URL" "${PIGEON_WEBHOOK_SECRET:?PIGEON_WEBHOOK_SECRET is needed with PIGEON_WEBHOOK_URL}" >>"$conf"
+fi
 
 tok="$build/bin/pigeon-token"
 cat <<MSG
