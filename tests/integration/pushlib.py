@@ -23,6 +23,7 @@ what the broker sent and what it was told. Every wait here is bounded.
 import datetime
 import ipaddress
 import json
+import re
 import os
 import secrets
 import select
@@ -422,7 +423,7 @@ def push_plugin_opts(ca, db_path, apns=None, apns_sandbox=None, fcm=None, huawei
     if webhook:
         o.update(webhook_url=webhook.url + webhook_path, webhook_secret=webhook.creds["secret"])
     o.update(opts)
-    return (push_plugin_path(), o)
+    return (push_plugin_path(), {k: v for k, v in o.items() if v is not None})
 
 
 def push_plugins(keys, broker_name, workdir, ca, providers, inbox=None, auth=None, **push_opts):
@@ -444,3 +445,104 @@ def start_push_broker(pool, keys, name, ca, providers, extra_config=(), inbox=No
     """Starts (in a harness.BrokerPool) a broker with auth, inbox and push; returns it."""
     return pool.start(push_plugins(keys, name, pool.workdir, ca, providers, inbox=inbox,
                                    auth=auth, **push_opts), extra_config, name=name)
+
+
+# ---------------------------------------------------------------- one push test's world
+
+SYS_PUSH = "$SYS/broker/pigeon/push/"
+
+# Options that keep the push tests fast; each test may override them.
+FAST = dict(coalesce_ms=200, retry_base_ms=200, retry_max_ms=2000, request_timeout_ms=3000,
+            sys_interval=1)
+
+# Device tokens that each provider's fake accepts the shape of.
+def device_token(platform, n):
+    """A plausible device token for platform, distinct for each n."""
+    if platform == "apns":
+        return f"{n:064x}"
+    return f"{platform}-token-{n}"
+
+
+class PushWorld:
+    """
+    A broker with auth + inbox + push whose providers are fakes, and the
+    people of a push test: devices that register and go offline, a user
+    (`bob`) and a service (`svc`) that send, and `ops`, a service watching
+    $SYS/broker/pigeon/push/#. providers: {platform: FakeProvider} (and
+    "apns_sandbox"); opts: pigeon_push options over FAST.
+    """
+
+    def __init__(self, brokers, keys, mqtt, providers, name="push", inbox=None, **opts):
+        self.brokers, self.keys, self.mqtt = brokers, keys, mqtt
+        self.providers = dict(providers)
+        self.ca = next(iter(providers.values())).ca
+        self.broker = start_push_broker(brokers, keys, name, self.ca, self.providers, inbox=inbox,
+                                        **dict(FAST, **opts))
+        self._bob = self._svc = self._ops = None
+
+    # ---- people
+
+    def login(self, uid, device="phone", **kw):
+        return inboxlib.Device.login(self.mqtt, self.broker, self.keys, uid, device, **kw)
+
+    @property
+    def bob(self):
+        if self._bob is None:
+            self._bob = self.login("bob", "desk")
+        return self._bob
+
+    @property
+    def svc(self):
+        if self._svc is None:
+            self._svc = self.login("svc", "backend", role="service")
+        return self._svc
+
+    @property
+    def ops(self):
+        if self._ops is None:
+            self._ops = self.login("ops", "console", role="service",
+                                   extra_filters=["$SYS/broker/pigeon/push/#"])
+        return self._ops
+
+    def forget_sessions(self):
+        """After a broker restart: the old clients are gone, log in again when needed."""
+        self._bob = self._svc = self._ops = None
+
+    def register(self, uid, platform, token, device="phone", app="com.example.pigeon",
+                 sandbox=False, offline=True):
+        """
+        Logs uid:device in, registers it for push (asserting code 0) and,
+        if offline, disconnects it and waits until the broker has seen the
+        disconnect. Returns the Device.
+        """
+        d = self.login(uid, device)
+        r = self.register_reply(d, platform, token, app, sandbox)
+        assert r.code == inboxlib.REPLY_OK, f"RegisterDevice {platform} {token}: {r}"
+        if offline:
+            self.offline(d)
+        return d
+
+    def register_reply(self, d, platform, token, app="com.example.pigeon", sandbox=False):
+        return d.request(register_device=inboxlib.pb.RegisterDevice(
+            platform=platform, token=token, app=app, sandbox=sandbox))
+
+    def offline(self, d):
+        """Disconnects d and waits for the broker's log line saying it is gone."""
+        mark = self.broker.mark()
+        d.close()
+        self.broker.expect_log(
+            rf"Client {re.escape(d.client_id())} (disconnected|closed its connection)", mark)
+
+    # ---- counters
+
+    def counter(self, leaf):
+        """The latest value of $SYS/broker/pigeon/push/<leaf> (text), or None."""
+        return self.ops._collect().sys.get(SYS_PUSH + leaf)
+
+    def wait_counter(self, leaf, want, timeout=TIMEOUT + 3):
+        """Waits until $SYS/broker/pigeon/push/<leaf> satisfies want (a value or a predicate)."""
+        ok = want if callable(want) else (lambda v: v == str(want))
+        got = harness.wait_until(lambda: ok(self.counter(leaf)), timeout, interval=0.05)
+        assert got, (f"{SYS_PUSH}{leaf} = {self.counter(leaf)!r}, want {want!r}; push counters: "
+                     + json.dumps({k: v for k, v in sorted(self.ops.sys.items())
+                                   if k.startswith(SYS_PUSH)}))

@@ -344,7 +344,7 @@ function fcmError(errorCode) {
 
 function fcmBadRequest(field, why) {
 	const msg = `Invalid value at '${field}': ${why}`;
-	return gError(400, 'INVALID_ARGUMENT', msg, `invalid: ${field}: ${why}`,
+	return gError(400, 'INVALID_ARGUMENT', msg, `${field}: ${why}`,
 	              [{'@type': 'type.googleapis.com/google.rpc.BadRequest',
 	                fieldViolations: [{field, description: msg}]}]);
 }
@@ -513,7 +513,7 @@ function huaweiToken(req, body) {
 }
 
 function hmsIllegal(why) {
-	return hmsAnswer(400, '80100003', `Illegal payload, ${why}`, `invalid: ${why}`);
+	return hmsAnswer(400, '80100003', `Illegal payload, ${why}`, why);
 }
 
 function huaweiVerify(req, body) {
@@ -626,7 +626,7 @@ function xiaomiVerify(req, body) {
 	if (!ct.startsWith('application/x-www-form-urlencoded'))
 		return miAnswer(200, 'error', 10017, 'invalid parameters', `content-type ${ct}`);
 	const f = parseForm(body.toString('utf8'));
-	const bad = (why) => miAnswer(200, 'error', 10017, 'invalid parameters', `invalid: ${why}`);
+	const bad = (why) => miAnswer(200, 'error', 10017, 'invalid parameters', why);
 	if (f.duplicate)
 		return bad(`duplicate ${f.duplicate}`);
 	if (!f.registration_id)
