@@ -169,7 +169,8 @@ int pg_push_json_add_u64_string(struct cJSON *obj, const char *name, uint64_t v)
  */
 char *pg_push_base_url(const char *url, const char *def);
 
-/* s percent-encoded for a URL path segment (RFC 3986 unreserved kept), malloc'd; NULL if out of memory. */
+/* s percent-encoded for a URL path segment (RFC 3986 unreserved kept), malloc'd;
+ * NULL if out of memory. */
 char *pg_push_url_escape(const char *s);
 
 /* "chat" or "notify". */
