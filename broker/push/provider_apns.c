@@ -269,9 +269,19 @@ static enum pg_push_verdict apns_classify(void *state, const struct pg_push_job 
 		pg_push_result_set(res, PG_PUSH_DELIVERED, "", reason);
 	} else if (st == 410) {
 		pg_push_result_set(res, PG_PUSH_REMOVE_DEVICE, "unregistered", reason);
-	} else if (st == 400 && (strcmp(reason, "BadDeviceToken") == 0 ||
-	                         strcmp(reason, "DeviceTokenNotForTopic") == 0)) {
+	} else if (st == 400 && strcmp(reason, "BadDeviceToken") == 0) {
 		pg_push_result_set(res, PG_PUSH_REMOVE_DEVICE, "bad_device_token", reason);
+	} else if (st == 400 && strcmp(reason, "DeviceTokenNotForTopic") == 0) {
+		/*
+		 * The device's own app id: its registration is wrong, remove it.
+		 * plugin_opt_apns_topic: the operator's setting is wrong, and
+		 * removing would unregister every device that relies on it.
+		 */
+		if (job->app[0] != '\0') {
+			pg_push_result_set(res, PG_PUSH_REMOVE_DEVICE, "token_not_for_topic", reason);
+		} else {
+			pg_push_result_set(res, PG_PUSH_FAILED, "token_not_for_topic", reason);
+		}
 	} else if (st == 403 && strcmp(reason, "ExpiredProviderToken") == 0) {
 		/* the result stands if the renewed token is refused as well */
 		pg_push_result_set(res, PG_PUSH_FAILED, "auth", reason);

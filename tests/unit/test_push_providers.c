@@ -598,8 +598,15 @@ static void test_apns_classify(void)
 	               PG_PUSH_REMOVE_DEVICE, "unregistered");
 	EXPECT_OUTCOME(o, st, &job, 400, "{\"reason\":\"BadDeviceToken\"}", NULL,
 	               PG_PUSH_REMOVE_DEVICE, "bad_device_token");
+	/* Not for the device's own app: its registration goes. Not for
+	 * plugin_opt_apns_topic: the setting is wrong, no device is removed. */
+	snprintf(job.app, sizeof(job.app), "com.example.chat");
 	EXPECT_OUTCOME(o, st, &job, 400, "{\"reason\":\"DeviceTokenNotForTopic\"}", NULL,
-	               PG_PUSH_REMOVE_DEVICE, "bad_device_token");
+	               PG_PUSH_REMOVE_DEVICE, "token_not_for_topic");
+	job.app[0] = '\0';
+	EXPECT_OUTCOME(o, st, &job, 400, "{\"reason\":\"DeviceTokenNotForTopic\"}", NULL,
+	               PG_PUSH_FAILED, "token_not_for_topic");
+	snprintf(job.app, sizeof(job.app), "com.example.chat");
 	EXPECT_OUTCOME(o, st, &job, 400, "{\"reason\":\"BadTopic\"}", NULL, PG_PUSH_FAILED,
 	               "bad_request");
 	EXPECT_OUTCOME(o, st, &job, 403, "{\"reason\":\"InvalidProviderToken\"}", NULL,
