@@ -161,6 +161,9 @@ struct huawei_payload {
 	const char *data; /* the custom data as a JSON text */
 };
 
+/* Push Kit takes a badge set_num of 0..99; the exact count is in the data's "badge". */
+#define HUAWEI_BADGE_MAX 99
+
 static cJSON *huawei_make(void *ctx, const char *title, const char *body)
 {
 	const struct huawei_payload *p = ctx;
@@ -180,7 +183,9 @@ static cJSON *huawei_make(void *ctx, const char *title, const char *body)
 		goto fail;
 	}
 	note = cJSON_AddObjectToObject(android, "notification");
-	if (note == NULL || (*title && !cJSON_AddStringToObject(note, "title", title)) ||
+	/* Push Kit requires a title: without one (no push-title, no
+	 * default_title) the body stands in, rather than the push failing. */
+	if (note == NULL || !cJSON_AddStringToObject(note, "title", *title ? title : body) ||
 	    !cJSON_AddStringToObject(note, "body", body)) {
 		goto fail;
 	}
@@ -188,7 +193,9 @@ static cJSON *huawei_make(void *ctx, const char *title, const char *body)
 	click = cJSON_AddObjectToObject(note, "click_action");
 	badge = cJSON_AddObjectToObject(note, "badge");
 	if (click == NULL || !cJSON_AddNumberToObject(click, "type", 3) || badge == NULL ||
-	    pg_push_json_add_u64(badge, "set_num", job->badge) != 0 ||
+	    pg_push_json_add_u64(badge, "set_num", job->badge < HUAWEI_BADGE_MAX
+	                                               ? job->badge
+	                                               : HUAWEI_BADGE_MAX) != 0 ||
 	    !cJSON_AddStringToObject(msg, "data", p->data)) {
 		goto fail;
 	}
