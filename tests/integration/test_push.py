@@ -204,8 +204,6 @@ def test_a_burst_of_20_becomes_one_push_with_count_20_and_badge_20(world):
     assert len(apns.requests()) == 1, [view("apns", x)["data"] for x in apns.requests()]
 
 
-# FAILS (plugin bug): provider_huawei.c sends badge.set_num = the unread count
-# unclamped; 100 unread or more is refused by Push Kit (400 80100003).
 def test_huawei_badge_over_99_is_capped_to_what_push_kit_takes(world):
     """Push Kit's badge set_num is 0..99 (the fake refuses more, as Push Kit does)."""
     w = world("huawei", coalesce_ms=1500)
@@ -314,9 +312,6 @@ def test_without_configured_texts_the_body_is_new_message_and_there_is_no_title(
     assert v["body"] == "New message" and not v["title"]
 
 
-# FAILS (plugin bug, found by this test): provider_huawei.c leaves out
-# android.notification.title when the title is empty, and Push Kit (the fake)
-# refuses the push with 400 80100003, so it is never delivered.
 def test_huawei_push_without_a_default_title_is_accepted_by_push_kit(world):
     """
     Push Kit requires android.notification.title (the fake refuses a
@@ -329,6 +324,8 @@ def test_huawei_push_without_a_default_title_is_accepted_by_push_kit(world):
     w.bob.chat("alice", b"x")
     (r,) = hms.wait_requests(1)
     assert r["verdict"]["reason"] == "ok", r["verdict"]
+    note = r["json"]["message"]["android"]["notification"]
+    assert note["title"] == note["body"] == "New message"
 
 
 def test_long_texts_are_shortened_to_what_each_provider_takes(world):
