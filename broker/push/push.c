@@ -49,9 +49,9 @@ struct push_entry {
 	uint32_t attempts;      /* attempts made so far */
 	int64_t due_ms;
 	enum entry_state state;
-	bool dirty;     /* content changed since the row was written */
-	bool persisted; /* the row exists */
-	size_t heap_at; /* index in its provider's heap while waiting */
+	bool dirty;        /* content changed since the row was written */
+	bool persisted;    /* the row exists */
+	size_t heap_at;    /* index in its provider's heap while waiting */
 	UT_hash_handle hh; /* entries, by job.id */
 };
 
@@ -151,16 +151,26 @@ static const char *keep_string(struct pg_push *p, const char *s)
 static void copy_config(struct pg_push *p, const struct pg_push_config *cfg)
 {
 	const char **fields[] = {
-	    &p->cfg.db_path,          &p->cfg.default_title,
-	    &p->cfg.default_body,     &p->cfg.ca_file,
-	    &p->cfg.apns_key_file,    &p->cfg.apns_key_id,
-	    &p->cfg.apns_team_id,     &p->cfg.apns_topic,
-	    &p->cfg.apns_url,         &p->cfg.apns_sandbox_url,
-	    &p->cfg.fcm_service_account_file, &p->cfg.fcm_url,
-	    &p->cfg.fcm_token_url,    &p->cfg.huawei_app_id,
-	    &p->cfg.huawei_client_secret, &p->cfg.huawei_url,
-	    &p->cfg.huawei_token_url, &p->cfg.xiaomi_app_secret,
-	    &p->cfg.xiaomi_url,       &p->cfg.webhook_url,
+	    &p->cfg.db_path,
+	    &p->cfg.default_title,
+	    &p->cfg.default_body,
+	    &p->cfg.ca_file,
+	    &p->cfg.apns_key_file,
+	    &p->cfg.apns_key_id,
+	    &p->cfg.apns_team_id,
+	    &p->cfg.apns_topic,
+	    &p->cfg.apns_url,
+	    &p->cfg.apns_sandbox_url,
+	    &p->cfg.fcm_service_account_file,
+	    &p->cfg.fcm_url,
+	    &p->cfg.fcm_token_url,
+	    &p->cfg.huawei_app_id,
+	    &p->cfg.huawei_client_secret,
+	    &p->cfg.huawei_url,
+	    &p->cfg.huawei_token_url,
+	    &p->cfg.xiaomi_app_secret,
+	    &p->cfg.xiaomi_url,
+	    &p->cfg.webhook_url,
 	    &p->cfg.webhook_secret,
 	};
 	size_t i;
@@ -381,11 +391,12 @@ int pg_push_register(struct pg_push *p, const char *uid, const char *device, con
                      const char *token, const char *app, bool sandbox, int64_t now_ms, char *why,
                      size_t whylen)
 {
-	struct push_db_device r = {.uid = uid, .device = device, .token = token, .app = app,
-	                           .sandbox = sandbox};
+	struct push_db_device r = {
+	    .uid = uid, .device = device, .token = token, .app = app, .sandbox = sandbox};
 
 	if (platform == NULL || pg_push_platform_parse(platform, &r.platform) != 0) {
-		snprintf(why, whylen, "unknown platform '%.32s' (apns, fcm, huawei, xiaomi, webhook)",
+		snprintf(why, whylen,
+		         "unknown platform '%.32s' (apns, fcm, huawei, xiaomi, webhook)",
 		         platform ? platform : "");
 		return PG_REPLY_BAD_REQUEST;
 	}
@@ -394,8 +405,9 @@ int pg_push_register(struct pg_push *p, const char *uid, const char *device, con
 		return PG_REPLY_BAD_REQUEST;
 	}
 	if (strlen(token) > PG_PUSH_TOKEN_MAX || strpbrk(token, "\r\n/?#%") != NULL) {
-		snprintf(why, whylen, "the device token is longer than %d bytes or has characters "
-		                      "a token never has",
+		snprintf(why, whylen,
+		         "the device token is longer than %d bytes or has characters "
+		         "a token never has",
 		         PG_PUSH_TOKEN_MAX);
 		return PG_REPLY_BAD_REQUEST;
 	}
@@ -405,7 +417,8 @@ int pg_push_register(struct pg_push *p, const char *uid, const char *device, con
 		return PG_REPLY_BAD_REQUEST;
 	}
 	if (!pg_push_enabled(p, r.platform)) {
-		snprintf(why, whylen, "push platform %s is not configured on this broker", platform);
+		snprintf(why, whylen, "push platform %s is not configured on this broker",
+		         platform);
 		return PG_REPLY_NOT_AVAILABLE;
 	}
 	if (push_db_device_put(p->db, &r, now_ms) != 0) {
@@ -659,8 +672,7 @@ void pg_push_counters(struct pg_push *p, void (*fn)(const char *leaf, uint64_t v
 
 /* ---- results ------------------------------------------------------------ */
 
-static int64_t retry_delay_ms(struct pg_push *p, const struct pg_push_result *r,
-                              uint32_t attempts)
+static int64_t retry_delay_ms(struct pg_push *p, const struct pg_push_result *r, uint32_t attempts)
 {
 	uint64_t d = p->cfg.retry_base_ms;
 	uint32_t i;
@@ -680,8 +692,8 @@ static int64_t retry_delay_ms(struct pg_push *p, const struct pg_push_result *r,
 	return (int64_t)(d / 2 + push_rand(p) % (d / 2 + 1));
 }
 
-static void log_outcome(struct pg_push *p, struct push_provider *pv,
-                        const struct pg_push_result *r, const char *what, int64_t now_ms)
+static void log_outcome(struct pg_push *p, struct push_provider *pv, const struct pg_push_result *r,
+                        const char *what, int64_t now_ms)
 {
 	struct pg_loglimit_note note;
 	char summary[160];
@@ -695,8 +707,8 @@ static void log_outcome(struct pg_push *p, struct push_provider *pv,
 		       pg_loglimit_summary(&note, "push outcomes", pv->ops->name, summary,
 		                           sizeof(summary)));
 	}
-	pg_log(PG_LOG_NOTICE, "pigeon_push: %s push to %s:%s %s (%s, HTTP %ld): %s",
-	       pv->ops->name, r->uid, r->device, what, r->reason, r->http_status, r->detail);
+	pg_log(PG_LOG_NOTICE, "pigeon_push: %s push to %s:%s %s (%s, HTTP %ld): %s", pv->ops->name,
+	       r->uid, r->device, what, r->reason, r->http_status, r->detail);
 }
 
 static void remove_device(struct pg_push *p, const struct pg_push_result *r)
@@ -884,7 +896,8 @@ static int start_providers(struct pg_push *p, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: %s", ops->name, why);
 			return -1;
 		}
-		pv->worker = pg_push_worker_start(ops, pv->state, &wc, p->results, why, sizeof(why));
+		pv->worker =
+		    pg_push_worker_start(ops, pv->state, &wc, p->results, why, sizeof(why));
 		if (pv->worker == NULL) {
 			snprintf(err, errlen, "%s: cannot start its worker: %s", ops->name, why);
 			return -1;

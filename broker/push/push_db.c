@@ -242,8 +242,8 @@ static const char *col_text(sqlite3_stmt *s, int i)
 	return t ? (const char *)t : "";
 }
 
-int push_db_devices_load(struct push_db *db,
-                         void (*fn)(const struct push_db_device *d, void *ud), void *ud)
+int push_db_devices_load(struct push_db *db, void (*fn)(const struct push_db_device *d, void *ud),
+                         void *ud)
 {
 	sqlite3_stmt *s = db->st[ST_DEV_LOAD];
 	int rc;
@@ -258,8 +258,9 @@ int push_db_devices_load(struct push_db *db,
 		};
 
 		if (pg_push_platform_parse(col_text(s, 2), &d.platform) != 0) {
-			pg_log(PG_LOG_WARNING, "pigeon_push: device %s:%s has an unknown platform "
-			                       "'%s': skipped",
+			pg_log(PG_LOG_WARNING,
+			       "pigeon_push: device %s:%s has an unknown platform "
+			       "'%s': skipped",
 			       d.uid, d.device, col_text(s, 2));
 			continue;
 		}
@@ -320,8 +321,8 @@ static void copy_col(char *dst, size_t size, sqlite3_stmt *s, int i)
 }
 
 int push_db_outbox_load(struct push_db *db,
-                        void (*fn)(const struct pg_push_job *job, uint32_t attempts,
-                                   int64_t due_ms, void *ud),
+                        void (*fn)(const struct pg_push_job *job, uint32_t attempts, int64_t due_ms,
+                                   void *ud),
                         void *ud)
 {
 	sqlite3_stmt *s = db->st[ST_OB_LOAD];

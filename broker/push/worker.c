@@ -378,8 +378,8 @@ static void result_init(const struct xfer *x, struct pg_push_result *r)
 static void xfer_answer(struct pg_push_worker *w, struct xfer *x, const struct pg_push_result *r)
 {
 	if (pg_push_results_put(w->results, r) != 0) {
-		pg_log(PG_LOG_ERR, "%s: out of memory: push %llu's result is lost", w->ops->name,
-		       (unsigned long long)r->id);
+		pg_log(PG_LOG_ERR, "pigeon_push: %s: out of memory: push %llu's result is lost",
+		       w->ops->name, (unsigned long long)r->id);
 	}
 	atomic_fetch_sub(&w->pending, 1);
 	xfer_release(w, x);
@@ -402,13 +402,14 @@ static void worker_reach(struct pg_push_worker *w, bool up, const char *detail)
 {
 	if (up) {
 		if (w->reach == REACH_DOWN) {
-			pg_log(PG_LOG_NOTICE, "%s: provider reachable again", w->ops->name);
+			pg_log(PG_LOG_NOTICE, "pigeon_push: %s: provider reachable again",
+			       w->ops->name);
 		}
 		w->reach = REACH_UP;
 	} else {
 		if (w->reach != REACH_DOWN) {
-			pg_log(PG_LOG_WARNING, "%s: provider unreachable: %s", w->ops->name,
-			       detail);
+			pg_log(PG_LOG_WARNING, "pigeon_push: %s: provider unreachable: %s",
+			       w->ops->name, detail);
 		}
 		w->reach = REACH_DOWN;
 	}
@@ -433,14 +434,14 @@ static int worker_authorize(struct pg_push_worker *w, bool force)
 		snprintf(w->auth_err, sizeof(w->auth_err), "%s", err[0] ? err : "authorize failed");
 		w->auth_retry_at_ms = mono_ms() + WORKER_AUTH_HOLDOFF_MS;
 		if (!w->auth_failing) {
-			pg_log(PG_LOG_WARNING, "%s: credentials unavailable: %s", w->ops->name,
-			       w->auth_err);
+			pg_log(PG_LOG_WARNING, "pigeon_push: %s: credentials unavailable: %s",
+			       w->ops->name, w->auth_err);
 			w->auth_failing = true;
 		}
 		return -1;
 	}
 	if (w->auth_failing) {
-		pg_log(PG_LOG_NOTICE, "%s: credentials ready again", w->ops->name);
+		pg_log(PG_LOG_NOTICE, "pigeon_push: %s: credentials ready again", w->ops->name);
 		w->auth_failing = false;
 	}
 	w->auth_retry_at_ms = 0;
@@ -613,8 +614,8 @@ static void *worker_main(void *arg)
 			struct timespec pause = {0, 10 * 1000000L}; /* no busy loop */
 
 			if (!poll_failed) {
-				pg_log(PG_LOG_ERR, "%s: curl_multi_poll: %s", w->ops->name,
-				       curl_multi_strerror(mc));
+				pg_log(PG_LOG_ERR, "pigeon_push: %s: curl_multi_poll: %s",
+				       w->ops->name, curl_multi_strerror(mc));
 				poll_failed = true;
 			}
 			nanosleep(&pause, NULL);

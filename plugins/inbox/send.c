@@ -126,8 +126,7 @@ static void instant_to_device(const struct pg_session *s, void *ud)
 }
 
 /* Tells pigeon_push (if loaded) that msg is stored with seq (common/link.h). */
-static void inbox_stored_note(struct inbox_plugin *ip, const struct pg_store_msg *msg,
-                              uint64_t seq)
+static void inbox_stored_note(struct inbox_plugin *ip, const struct pg_store_msg *msg, uint64_t seq)
 {
 	const struct pg_link_push *push = pg_link_push();
 	uint64_t ttl_s = msg->ttl_s && msg->ttl_s < ip->cfg.ttl_s ? msg->ttl_s : ip->cfg.ttl_s;

@@ -21,13 +21,27 @@ static const char **string_option(struct pg_push_config *c, const char *k)
 		size_t offset;
 	} names[] = {
 #define S(field) {#field, offsetof(struct pg_push_config, field)}
-	    S(db_path),       S(default_title),     S(default_body),
-	    S(ca_file),       S(apns_key_file),     S(apns_key_id),
-	    S(apns_team_id),  S(apns_topic),        S(apns_url),
-	    S(apns_sandbox_url), S(fcm_service_account_file), S(fcm_url),
-	    S(fcm_token_url), S(huawei_app_id),     S(huawei_client_secret),
-	    S(huawei_url),    S(huawei_token_url),  S(xiaomi_app_secret),
-	    S(xiaomi_url),    S(webhook_url),       S(webhook_secret),
+	    S(db_path),
+	    S(default_title),
+	    S(default_body),
+	    S(ca_file),
+	    S(apns_key_file),
+	    S(apns_key_id),
+	    S(apns_team_id),
+	    S(apns_topic),
+	    S(apns_url),
+	    S(apns_sandbox_url),
+	    S(fcm_service_account_file),
+	    S(fcm_url),
+	    S(fcm_token_url),
+	    S(huawei_app_id),
+	    S(huawei_client_secret),
+	    S(huawei_url),
+	    S(huawei_token_url),
+	    S(xiaomi_app_secret),
+	    S(xiaomi_url),
+	    S(webhook_url),
+	    S(webhook_secret),
 #undef S
 	};
 	size_t i;
@@ -79,9 +93,11 @@ int push_config_parse(struct push_plugin_config *cfg, struct mosquitto_opt *opts
 			rc = pg_opt_uint(val, 1, 100, &v, err, sizeof(err));
 			c->max_attempts = (uint32_t)v;
 		} else if (strcmp(k, "request_timeout_ms") == 0) {
-			rc = pg_opt_uint(val, 100, 600000, &c->request_timeout_ms, err, sizeof(err));
+			rc =
+			    pg_opt_uint(val, 100, 600000, &c->request_timeout_ms, err, sizeof(err));
 		} else if (strcmp(k, "connect_timeout_ms") == 0) {
-			rc = pg_opt_uint(val, 100, 600000, &c->connect_timeout_ms, err, sizeof(err));
+			rc =
+			    pg_opt_uint(val, 100, 600000, &c->connect_timeout_ms, err, sizeof(err));
 		} else if (strcmp(k, "retry_base_ms") == 0) {
 			rc = pg_opt_uint(val, 10, 3600000, &c->retry_base_ms, err, sizeof(err));
 		} else if (strcmp(k, "retry_max_ms") == 0) {

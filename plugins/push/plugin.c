@@ -57,17 +57,15 @@ static void link_stored(void *ud, const struct pg_link_stored *m)
 }
 
 static int link_register(void *ud, const char *uid, const char *device, const char *platform,
-                         const char *token, const char *app, bool sandbox, char *why,
-                         size_t whylen)
+                         const char *token, const char *app, bool sandbox, char *why, size_t whylen)
 {
 	struct push_plugin *pp = ud;
 
-	return pg_push_register(pp->push, uid, device, platform, token, app, sandbox,
-	                        push_now_ms(), why, whylen);
+	return pg_push_register(pp->push, uid, device, platform, token, app, sandbox, push_now_ms(),
+	                        why, whylen);
 }
 
-static int link_unregister(void *ud, const char *uid, const char *device, char *why,
-                           size_t whylen)
+static int link_unregister(void *ud, const char *uid, const char *device, char *why, size_t whylen)
 {
 	struct push_plugin *pp = ud;
 

@@ -70,8 +70,7 @@ static bool fake_connected(void *ud, const char *uid, const char *device)
 	return strcmp(key, connected_key) == 0;
 }
 
-static int fake_unread(void *ud, const char *uid, const char *device, int64_t now,
-                       uint64_t *unread)
+static int fake_unread(void *ud, const char *uid, const char *device, int64_t now, uint64_t *unread)
 {
 	(void)ud;
 	(void)uid;
