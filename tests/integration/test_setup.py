@@ -166,6 +166,7 @@ def test_example_config_loads_in_the_real_broker(tmp_path, keys, mqtt, pb):
         assert code == harness.CONNACK_OK
         log = (tmp_path / "broker.log").read_text()
         assert "pigeon_auth: ready" in log and "pigeon_inbox: ready" in log
+        assert "pigeon_push: ready" in log
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
