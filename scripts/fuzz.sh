@@ -26,7 +26,7 @@ bash scripts/install-deps.sh
 seconds=${PIGEON_FUZZ_SECONDS:-60}
 build=${PIGEON_FUZZ_BUILD:-build-fuzz}
 cc=${PIGEON_FUZZ_CC:-clang}
-all=(token claims request topic journal)
+all=(token claims request topic journal push_answer)
 if [ $# -gt 0 ]; then
 	targets=("$@")
 else
@@ -43,6 +43,8 @@ done
 # so the bound itself is exercised (tokens: PG_TOKEN_MAX 4096). fuzz_request
 # is slow (a store per input) and its inputs are sequences: without
 # -len_control=0 a one-minute run would never grow past a few requests.
+# push_answer: provider answers are small JSON; 8 KiB leaves room for
+# long strings and deep nesting.
 target_opts() {
 	case $1 in
 	token) echo -max_len=4200 ;;
@@ -50,6 +52,7 @@ target_opts() {
 	topic) echo -max_len=600 ;;
 	request) echo -max_len=4096 -len_control=0 ;;
 	journal) echo -max_len=16384 ;;
+	push_answer) echo -max_len=8192 ;;
 	esac
 }
 

@@ -91,8 +91,10 @@ int pg_push_oauth_parse(struct pg_push_oauth *o, long status, const char *body, 
 	}
 	exp = cJSON_GetObjectItemCaseSensitive(json, "expires_in");
 	if (cJSON_IsNumber(exp)) {
+		/* a double outside long long's range must not be converted (UB) */
 		ttl_s = exp->valuedouble >= (double)OAUTH_TTL_MAX_S ? OAUTH_TTL_MAX_S
-		                                                    : (long long)exp->valuedouble;
+		        : exp->valuedouble > 0                      ? (long long)exp->valuedouble
+		                                                    : -1;
 	} else if (cJSON_IsString(exp)) {
 		char *end;
 		ttl_s = strtoll(exp->valuestring, &end, 10);

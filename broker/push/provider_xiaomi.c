@@ -236,7 +236,8 @@ static enum pg_push_verdict xiaomi_classify(void *state, const struct pg_push_jo
 	char detail[512]; /* pg_push_result_set cuts it to size */
 	long st = resp->status;
 
-	if (cJSON_IsNumber(c)) {
+	/* a number beyond any code is none (converting it to long would be UB) */
+	if (cJSON_IsNumber(c) && c->valuedouble > -1e9 && c->valuedouble < 1e9) {
 		code = (long)c->valuedouble;
 	} else if (cJSON_IsString(c)) {
 		code = strtol(c->valuestring, NULL, 10);

@@ -225,6 +225,72 @@ def journals(pb, jpb):
           frame(append(1, "a" * 65, 1)) + frame(presence(3, "bad/uid", True)))
 
 
+def push_answers():
+    """Provider answers as fuzz_push_answer reads them: a selector byte (0 apns,
+    1 fcm, 2 huawei, 3 xiaomi, 4 webhook, 5 OAuth token endpoint, 6
+    Retry-After, 7 every provider; +8: the device has no app), the HTTP
+    status (2 bytes, big-endian), Retry-After NUL (only when given), the body."""
+    fcm_error = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+
+    def fcm(code, status, message, rpc):
+        return json.dumps({"error": {"code": code, "message": message, "status": rpc,
+                                     "details": [{"@type": fcm_error, "errorCode": status}]}})
+
+    cases = [
+        ("apns-ok", 0, 200, None, ""),
+        ("apns-bad-device-token", 0, 400, None, '{"reason":"BadDeviceToken"}'),
+        ("apns-not-for-topic-no-app", 8, 400, None, '{"reason":"DeviceTokenNotForTopic"}'),
+        ("apns-expired-provider-token", 0, 403, None, '{"reason":"ExpiredProviderToken"}'),
+        ("apns-unregistered", 0, 410, None,
+         '{"reason":"Unregistered","timestamp":1700000000000}'),
+        ("apns-too-many-retry-date", 0, 429, "Wed, 21 Oct 2099 07:28:00 GMT",
+         '{"reason":"TooManyRequests"}'),
+        ("fcm-ok", 1, 200, None, '{"name":"projects/pigeon-fuzz/messages/0:1700000000"}'),
+        ("fcm-unregistered", 1, 404, None,
+         fcm(404, "UNREGISTERED", "Requested entity was not found.", "NOT_FOUND")),
+        ("fcm-invalid-token", 1, 400, None,
+         fcm(400, "INVALID_ARGUMENT",
+             "The registration token is not a valid FCM registration token",
+             "INVALID_ARGUMENT")),
+        ("fcm-unauthenticated", 1, 401, None, json.dumps(
+            {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
+                       "status": "UNAUTHENTICATED"}})),
+        ("fcm-quota-retry-after", 1, 429, "30",
+         fcm(429, "QUOTA_EXCEEDED", "Quota exceeded.", "RESOURCE_EXHAUSTED")),
+        ("huawei-ok", 2, 200, None,
+         '{"code":"80000000","msg":"Success","requestId":"170000000012345678"}'),
+        ("huawei-illegal-tokens", 2, 200, None, json.dumps(
+            {"code": "80100000", "requestId": "170000000012345679",
+             "msg": json.dumps({"success": 0, "failure": 1,
+                                "illegal_tokens": ["a1b2c3d4e5f6"]})})),
+        ("huawei-token-expired", 2, 401, None,
+         '{"code":80200003,"msg":"OAuth token expired.","requestId":"1"}'),
+        ("xiaomi-ok", 3, 200, None, json.dumps(
+            {"result": "ok", "code": 0, "trace_id": "Xcm5", "data": {"id": "slm1"},
+             "description": "ok", "info": "Received push messages for 1 REGID"})),
+        ("xiaomi-bad-regid", 3, 200, None, json.dumps(
+            {"result": "error", "code": 20301, "reason": "Invalid regId",
+             "description": "bad regid"})),
+        ("xiaomi-bad-regids", 3, 200, None, json.dumps(
+            {"result": "ok", "code": 0,
+             "data": {"id": "slm2", "bad_regids": "zz99, a1b2c3d4e5f6"}})),
+        ("webhook-503-past-date", 4, 503, "Sun, 06 Nov 1994 08:49:37 GMT", "upstream down"),
+        ("oauth-google", 5, 200, None,
+         '{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}'),
+        ("oauth-huawei-string-ttl", 5, 200, None,
+         '{"access_token":"CV7x+/=","expires_in":"3600","token_type":"Bearer"}'),
+        ("oauth-invalid-grant", 5, 400, None,
+         '{"error":"invalid_grant","error_description":"Invalid JWT Signature."}'),
+        ("retry-after-date", 6, 503, "Fri, 01 Jan 2100 00:00:00 GMT", " 120 "),
+        ("all-server-error", 7, 500, "5", '{"error":{"status":"INTERNAL"},"code":"80000000"}'),
+    ]
+    for name, sel, status, retry_after, body in cases:
+        head = bytes([sel]) + status.to_bytes(2, "big")
+        if retry_after is not None:
+            head += retry_after.encode() + b"\0"
+        write("push_answer", name, head + body.encode())
+
+
 def main():
     tokens()
     claims()
@@ -232,6 +298,7 @@ def main():
     pb, jpb = load_pb()
     requests(pb)
     journals(pb, jpb)
+    push_answers()
 
 
 if __name__ == "__main__":

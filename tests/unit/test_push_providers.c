@@ -1184,6 +1184,9 @@ static void test_xiaomi_classify(void)
 	               "{\"result\":\"error\",\"code\":21301,\"reason\":\"auth\"}", NULL,
 	               PG_PUSH_FAILED, "auth");
 	EXPECT_OUTCOME(o, st, &job, 200, "garbage", NULL, PG_PUSH_FAILED, "bad_request");
+	/* a code beyond long is no code (converting it was UB: fuzz_push_answer) */
+	EXPECT_OUTCOME(o, st, &job, 200, "{\"result\":\"error\",\"code\":1e300}", NULL,
+	               PG_PUSH_FAILED, "bad_request");
 	pg_push_xiaomi.destroy(st);
 }
 

@@ -415,6 +415,11 @@ static void test_oauth_errors_leave_the_token(void)
 	a = "{\"access_token\":\"t\",\"expires_in\":0}";
 	CHECK_EQ(pg_push_oauth_parse(&o, 200, a, strlen(a), 0, err, sizeof(err)), -1);
 	CHECK_CONTAINS(err, "expires_in");
+	/* beyond long long: refused, not converted (UB; fuzz_push_answer's crash input) */
+	a = "{\"access_token\":\"t\",\"expires_in\":-1e300}";
+	CHECK_EQ(pg_push_oauth_parse(&o, 200, a, strlen(a), 0, err, sizeof(err)), -1);
+	CHECK_CONTAINS(err, "expires_in");
+	CHECK_STR(o.access_token, "keep");
 	a = "not json\n<html>";
 	CHECK_EQ(pg_push_oauth_parse(&o, 200, a, strlen(a), 0, err, sizeof(err)), -1);
 	CHECK_CONTAINS(err, "not json <html>");
