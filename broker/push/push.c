@@ -960,6 +960,10 @@ void pg_push_close(struct pg_push *p)
 	if (p == NULL) {
 		return;
 	}
+	/* All workers' graces run at once: a stop waits 2 s, not 2 s per provider. */
+	for (i = 0; i < PG_PUSH_PLATFORM_COUNT; i++) {
+		pg_push_worker_stop_begin(p->providers[i].worker, PUSH_STOP_GRACE_MS);
+	}
 	for (i = 0; i < PG_PUSH_PLATFORM_COUNT; i++) {
 		pg_push_worker_stop(p->providers[i].worker, PUSH_STOP_GRACE_MS);
 		p->providers[i].worker = NULL;

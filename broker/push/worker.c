@@ -750,16 +750,26 @@ size_t pg_push_worker_pending(struct pg_push_worker *w)
 	return atomic_load(&w->pending);
 }
 
-void pg_push_worker_stop(struct pg_push_worker *w, long grace_ms)
+void pg_push_worker_stop_begin(struct pg_push_worker *w, long grace_ms)
 {
 	if (w == NULL) {
 		return;
 	}
 	pthread_mutex_lock(&w->mu);
-	w->stopping = true;
-	w->grace_ms = grace_ms > 0 ? grace_ms : 0;
+	if (!w->stopping) {
+		w->stopping = true;
+		w->grace_ms = grace_ms > 0 ? grace_ms : 0;
+	}
 	pthread_mutex_unlock(&w->mu);
 	curl_multi_wakeup(w->multi);
+}
+
+void pg_push_worker_stop(struct pg_push_worker *w, long grace_ms)
+{
+	if (w == NULL) {
+		return;
+	}
+	pg_push_worker_stop_begin(w, grace_ms);
 	pthread_join(w->thread, NULL);
 
 	xfer_list_destroy(w->in_head); /* submitted, never taken: no result */

@@ -75,4 +75,12 @@ size_t pg_push_worker_pending(struct pg_push_worker *w);
  */
 void pg_push_worker_stop(struct pg_push_worker *w, long grace_ms);
 
+/*
+ * Tells the worker to stop (the grace starts now) without waiting, so that
+ * several workers spend their grace at the same time; pg_push_worker_stop
+ * then waits and frees (its grace_ms is ignored after this). NULL is a
+ * no-op.
+ */
+void pg_push_worker_stop_begin(struct pg_push_worker *w, long grace_ms);
+
 #endif
