@@ -10,5 +10,7 @@
 int bench_chat(int argc, char **argv);
 int bench_catchup(int argc, char **argv);
 int bench_notify(int argc, char **argv);
+int bench_push_load(int argc, char **argv);
+int bench_latency(int argc, char **argv);
 
 #endif

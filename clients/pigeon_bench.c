@@ -574,6 +574,14 @@ static const struct {
     {"notify", bench_notify,
      "notify  --port P --secret-file F [--count N] [--users U (1000)] [--types T (10)]\n"
      "        [--to PREFIX (r0)] N notifications of T types to U offline users\n"},
+    {"push-load", bench_push_load,
+     "push-load --port P --secret-file F [--count N (100000)] [--users U (10000)]\n"
+     "        [--to PREFIX (pu)] [--rate R (0: as fast as W allows)] [--window W (1000)]\n"
+     "        [--size B (256)] N QoS 1 CHATs round-robin to PREFIX0..PREFIX<U-1>\n"},
+    {"latency", bench_latency,
+     "latency --port P --secret-file F [--to UID (lat0)] [--rate R (2000)]\n"
+     "        [--count N (20000)] [--size B (256)] [--warmup N (0)] [--time-limit S]\n"
+     "        publish -> delivery latency to UID:phone at R msg/s on a fixed schedule\n"},
 };
 #define BENCH_NCOMMANDS (sizeof(bench_commands) / sizeof(bench_commands[0]))
 
