@@ -380,7 +380,7 @@ if ((do_lat)); then
 			lib snapshot "${pid[$b]}" "$tmp/snap0"
 			if [[ -n $perf_dir && $b == push && $r -eq 1 ]]; then
 				mkdir -p "$perf_dir"
-				perf record -q -g -F 999 -p "${pid[push]}" -o "$perf_dir/push-latency.data" \
+				perf record -q --call-graph dwarf -F 499 -p "${pid[push]}" -o "$perf_dir/push-latency.data" \
 					-- sleep "$lat_seconds" 2>/dev/null &
 				ppid=$!
 			fi
