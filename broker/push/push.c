@@ -33,8 +33,19 @@
 
 /* Jobs a provider may have queued or in flight at once (the rest wait). */
 #define PUSH_INFLIGHT_MAX 4096
-/* Results applied per tick (the rest wait for the next one). */
-#define PUSH_RESULTS_PER_TICK 4096
+/* Results taken from the queue at a time (one transaction each). */
+#define PUSH_RESULTS_BATCH 256
+/*
+ * Broker-thread time a tick may spend on push (results, then dispatch)
+ * while there is a backlog: a quarter of the time since the previous tick,
+ * within [PUSH_BUDGET_MIN_US, PUSH_BUDGET_MAX_US]; the rest waits for the
+ * next tick. A busy broker ticks often and push takes small slices between
+ * its deliveries, which bounds what push adds to their latency whatever
+ * piles up (an outage's retries coming due at once); an idle broker ticks
+ * every 100 ms and push may use a good part of that.
+ */
+#define PUSH_BUDGET_MIN_US 500
+#define PUSH_BUDGET_MAX_US 25000
 #define PUSH_LATENCY_SAMPLES 4096
 #define PUSH_REASONS_MAX 24
 /* A stop lets in-flight requests finish for this long. */
@@ -112,7 +123,9 @@ struct pg_push {
 	struct push_entry *entries; /* by id */
 	uint64_t memory_ids;
 	uint64_t rand_state;
-	struct pg_push_result *batch; /* PUSH_RESULTS_PER_TICK results */
+	struct pg_push_result *batch; /* PUSH_RESULTS_BATCH results */
+	int next_provider;            /* dispatch starts here, in turn */
+	int64_t last_tick_us;         /* monotonic */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -783,34 +796,51 @@ static void apply_result(struct pg_push *p, const struct pg_push_result *r, int6
 	}
 }
 
-static void take_results(struct pg_push *p, int64_t now_ms)
+static int64_t mono_us(void)
 {
-	size_t n = pg_push_results_take(p->results, p->batch, PUSH_RESULTS_PER_TICK), i;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Applies results, a batch per transaction, until none is left or deadline_us. */
+static void take_results(struct pg_push *p, int64_t now_ms, int64_t deadline_us)
+{
+	size_t n, i;
 	bool tx;
 
-	if (n == 0) {
-		return;
-	}
-	tx = push_db_begin(p->db) == 0;
-	for (i = 0; i < n; i++) {
-		apply_result(p, &p->batch[i], now_ms);
-	}
-	if (tx) {
-		push_db_commit(p->db);
-	}
+	do {
+		n = pg_push_results_take(p->results, p->batch, PUSH_RESULTS_BATCH);
+		if (n == 0) {
+			return;
+		}
+		tx = push_db_begin(p->db) == 0;
+		for (i = 0; i < n; i++) {
+			apply_result(p, &p->batch[i], now_ms);
+		}
+		if (tx) {
+			push_db_commit(p->db);
+		}
+	} while (mono_us() < deadline_us);
 }
 
 /* ---- dispatch ----------------------------------------------------------- */
 
-/* Sends pv's due entries, as far as its in-flight cap allows. */
-static void dispatch(struct pg_push *p, struct push_provider *pv, int64_t now_ms)
+/* Sends pv's due entries, as far as its in-flight cap and deadline_us allow. */
+static void dispatch(struct pg_push *p, struct push_provider *pv, int64_t now_ms,
+                     int64_t deadline_us)
 {
 	struct push_entry *e;
 	struct push_device *d;
 	uint64_t unread;
+	unsigned n = 0;
 
 	while (pv->heap_len > 0 && pv->heap[0]->due_ms <= now_ms &&
 	       pv->in_flight < PUSH_INFLIGHT_MAX) {
+		if (++n % 16 == 0 && mono_us() >= deadline_us) {
+			return;
+		}
 		e = heap_pop(pv);
 		d = device_find(p, e->job.uid, e->job.device);
 		if (d != NULL && d->waiting == e) {
@@ -851,18 +881,29 @@ static void dispatch(struct pg_push *p, struct push_provider *pv, int64_t now_ms
 
 void pg_push_tick(struct pg_push *p, int64_t now_ms)
 {
+	int64_t start = mono_us();
+	int64_t budget = (start - p->last_tick_us) / 4;
 	bool tx;
 	int i;
 
-	take_results(p, now_ms);
+	p->last_tick_us = start;
+	budget = budget < PUSH_BUDGET_MIN_US   ? PUSH_BUDGET_MIN_US
+	         : budget > PUSH_BUDGET_MAX_US ? PUSH_BUDGET_MAX_US
+	                                       : budget;
+	/* Results first, within half the budget: they free in-flight slots. */
+	take_results(p, now_ms, start + budget / 2);
 	tx = push_db_begin(p->db) == 0;
+	/* Providers take turns at going first, so none starves the others of
+	 * the budget. Rows of a provider no longer configured stay in place. */
 	for (i = 0; i < PG_PUSH_PLATFORM_COUNT; i++) {
-		if (p->providers[i].worker != NULL) {
-			dispatch(p, &p->providers[i], now_ms);
-		} else {
-			/* Rows of a provider no longer configured: left in place. */
+		struct push_provider *pv =
+		    &p->providers[(p->next_provider + i) % PG_PUSH_PLATFORM_COUNT];
+
+		if (pv->worker != NULL) {
+			dispatch(p, pv, now_ms, start + budget);
 		}
 	}
+	p->next_provider = (p->next_provider + 1) % PG_PUSH_PLATFORM_COUNT;
 	if (tx) {
 		push_db_commit(p->db);
 	}
@@ -876,7 +917,7 @@ static int start_providers(struct pg_push *p, char *err, size_t errlen)
 	    .transport = {.ca_file = p->cfg.ca_file,
 	                  .request_timeout_ms = (long)p->cfg.request_timeout_ms,
 	                  .connect_timeout_ms = (long)p->cfg.connect_timeout_ms},
-	    .max_streams = 1000,
+	    .max_streams = 100,
 	    .idle_max_s = 60,
 	};
 	char why[256];
@@ -922,7 +963,7 @@ int pg_push_open(const struct pg_push_config *cfg, const struct pg_push_env *env
 		p->env = *env;
 	}
 	p->rand_state = (uint64_t)now_ms ^ (uint64_t)(uintptr_t)p ^ UINT64_C(0x9e3779b97f4a7c15);
-	p->batch = calloc(PUSH_RESULTS_PER_TICK, sizeof(*p->batch));
+	p->batch = calloc(PUSH_RESULTS_BATCH, sizeof(*p->batch));
 	p->results = pg_push_results_new();
 	if (p->batch == NULL || p->results == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -970,7 +1011,7 @@ void pg_push_close(struct pg_push *p)
 	}
 	/* What finished during the grace is done: its rows go. The rest stay. */
 	if (p->db != NULL && p->results != NULL && p->batch != NULL) {
-		take_results(p, 0);
+		take_results(p, 0, INT64_MAX);
 	}
 	for (i = 0; i < PG_PUSH_PLATFORM_COUNT; i++) {
 		if (p->providers[i].state != NULL) {

@@ -3,7 +3,7 @@
  * push_db.h over SQLite: prepared statements kept for the life of the
  * connection, WAL, a short busy timeout (the file may be shared with the
  * inbox's store thread, whose transactions are short; the broker thread
- * must not wait long).
+ * must not wait long), and checkpoints on a thread of their own.
  */
 #include "push_db.h"
 
@@ -11,11 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <time.h>
+
 #include <sqlite3.h>
 
 #include "log.h"
 
 #define PUSH_DB_BUSY_MS 200
+/* The checkpointer copies the WAL into the database this often. */
+#define PUSH_DB_CHECKPOINT_MS 1000
 
 enum {
 	ST_DEV_DEL_TOKEN, /* the (platform, token) under another device */
@@ -69,11 +74,89 @@ static const char schema[] =
     " title TEXT NOT NULL, body TEXT NOT NULL, expires_at_ms INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL, due_ms INTEGER NOT NULL);";
 
+/*
+ * Checkpoints run on a thread of their own with its own connection: a
+ * checkpoint writes the WAL back into the database and syncs both files,
+ * tens of milliseconds on a slow disk, which the broker thread must not
+ * wait for (its connection has automatic checkpoints off). PASSIVE: it
+ * never blocks the broker thread's writes.
+ */
+struct push_checkpointer {
+	sqlite3 *db;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	bool started;
+};
+
 struct push_db {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
 	bool in_tx;
+	struct push_checkpointer cp;
 };
+
+static void *checkpointer_main(void *arg)
+{
+	struct push_checkpointer *cp = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&cp->mu);
+	while (!cp->stop) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += (PUSH_DB_CHECKPOINT_MS % 1000) * 1000000L;
+		until.tv_sec += PUSH_DB_CHECKPOINT_MS / 1000 + until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&cp->cv, &cp->mu, &until);
+		if (cp->stop) {
+			break;
+		}
+		pthread_mutex_unlock(&cp->mu);
+		/* Busy (a writer in the way) is fine: the next round catches up. */
+		sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&cp->mu);
+	}
+	pthread_mutex_unlock(&cp->mu);
+	return NULL;
+}
+
+static int checkpointer_start(struct push_checkpointer *cp, const char *path, char *err,
+                              size_t errlen)
+{
+	if (sqlite3_open_v2(path, &cp->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open a second connection: %s",
+		         cp->db ? sqlite3_errmsg(cp->db) : "out of memory");
+		return -1;
+	}
+	sqlite3_busy_timeout(cp->db, PUSH_DB_BUSY_MS);
+	pthread_mutex_init(&cp->mu, NULL);
+	pthread_cond_init(&cp->cv, NULL);
+	if (pthread_create(&cp->thread, NULL, checkpointer_main, cp) != 0) {
+		snprintf(err, errlen, "cannot start the checkpoint thread");
+		pthread_mutex_destroy(&cp->mu);
+		pthread_cond_destroy(&cp->cv);
+		return -1;
+	}
+	cp->started = true;
+	return 0;
+}
+
+static void checkpointer_stop(struct push_checkpointer *cp)
+{
+	if (cp->started) {
+		pthread_mutex_lock(&cp->mu);
+		cp->stop = true;
+		pthread_cond_signal(&cp->cv);
+		pthread_mutex_unlock(&cp->mu);
+		pthread_join(cp->thread, NULL);
+		pthread_mutex_destroy(&cp->mu);
+		pthread_cond_destroy(&cp->cv);
+		cp->started = false;
+	}
+	sqlite3_close(cp->db); /* NULL is a no-op */
+	cp->db = NULL;
+}
 
 static int db_fail(struct push_db *db, const char *what)
 {
@@ -113,8 +196,10 @@ int push_db_open(const char *path, struct push_db **out, char *err, size_t errle
 		goto fail;
 	}
 	sqlite3_busy_timeout(db->db, PUSH_DB_BUSY_MS);
-	if (sqlite3_exec(db->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-	                 &msg) != SQLITE_OK ||
+	if (sqlite3_exec(db->db,
+	                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+	                 " PRAGMA wal_autocheckpoint=0;",
+	                 NULL, NULL, &msg) != SQLITE_OK ||
 	    sqlite3_exec(db->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
 		snprintf(err, errlen, "cannot create the push tables: %s",
 		         msg ? msg : sqlite3_errmsg(db->db));
@@ -128,6 +213,9 @@ int push_db_open(const char *path, struct push_db **out, char *err, size_t errle
 			         sqlite3_errmsg(db->db));
 			goto fail;
 		}
+	}
+	if (checkpointer_start(&db->cp, path, err, errlen) != 0) {
+		goto fail;
 	}
 	*out = db;
 	return 0;
@@ -146,9 +234,11 @@ void push_db_close(struct push_db *db)
 	if (db->in_tx) {
 		push_db_rollback(db);
 	}
+	checkpointer_stop(&db->cp);
 	for (i = 0; i < ST_COUNT; i++) {
 		sqlite3_finalize(db->st[i]);
 	}
+	/* The last connection to close checkpoints what is left in the WAL. */
 	sqlite3_close(db->db);
 	free(db);
 }

@@ -10,6 +10,8 @@
  *       count, title, body, expires_at_ms, attempts, due_ms)
  *
  * WAL, synchronous NORMAL: a commit survives the broker process dying.
+ * Checkpoints (the WAL written back, both files synced) run on a thread of
+ * push_db's own, never on the caller's.
  * Thread rule: one thread (the broker thread). Every function returns 0, or
  * -1 with the SQLite error logged (pg_log) and nothing changed.
  */

@@ -169,6 +169,17 @@ static void xfer_list_destroy(struct xfer *x)
 /* Worker thread: a finished transfer goes back to the free list (or away). */
 static void xfer_release(struct pg_push_worker *w, struct xfer *x)
 {
+	/*
+	 * The easy handle is not reused: libcurl 7.88 can still have frames of
+	 * the finished stream on its way when the handle is removed, and a
+	 * handle reset and added again for a new stream then fails the whole
+	 * connection ("Error in the HTTP2 framing layer", every stream on it
+	 * lost until its timeout). A fresh handle costs microseconds.
+	 */
+	if (x->easy) {
+		curl_easy_cleanup(x->easy);
+		x->easy = NULL;
+	}
 	pg_push_request_clear(&x->req);
 	curl_slist_free_all(x->headers);
 	x->headers = NULL;
@@ -573,6 +584,33 @@ static void worker_collect(struct pg_push_worker *w)
 	}
 }
 
+/*
+ * Under mu: takes as many input jobs as there are free streams. The
+ * worker, not libcurl, queues what does not fit: a transfer added beyond
+ * the streams a connection has makes libcurl 7.88 open further connections
+ * (or a refused stream close this one), where one connection, always
+ * full, is what a provider wants; and a request's timeout starts when it
+ * is sent, not while it waits for a stream.
+ */
+static struct xfer *worker_take_input(struct pg_push_worker *w)
+{
+	size_t room = w->max_streams > w->nflying ? w->max_streams - w->nflying : 0;
+	struct xfer *head = w->in_head, *x = head;
+
+	if (head == NULL || room == 0) {
+		return NULL;
+	}
+	while (--room > 0 && x->next != NULL) {
+		x = x->next;
+	}
+	w->in_head = x->next;
+	if (w->in_head == NULL) {
+		w->in_tail = NULL;
+	}
+	x->next = NULL;
+	return head;
+}
+
 static void *worker_main(void *arg)
 {
 	struct pg_push_worker *w = arg;
@@ -590,8 +628,7 @@ static void *worker_main(void *arg)
 			deadline = mono_ms() + w->grace_ms;
 		}
 		if (!w->stop_seen) {
-			batch = w->in_head;
-			w->in_head = w->in_tail = NULL;
+			batch = worker_take_input(w);
 		}
 		pthread_mutex_unlock(&w->mu);
 		if (batch) {
@@ -599,6 +636,11 @@ static void *worker_main(void *arg)
 		}
 		curl_multi_perform(w->multi, &running);
 		worker_collect(w);
+		pthread_mutex_lock(&w->mu);
+		if (w->in_head != NULL && w->nflying < w->max_streams && !w->stop_seen) {
+			timeout = 0; /* streams freed up and jobs wait: no sleep */
+		}
+		pthread_mutex_unlock(&w->mu);
 		if (w->stop_seen) {
 			int64_t left = deadline - mono_ms();
 

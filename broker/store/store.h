@@ -139,7 +139,14 @@ PG_EXPORT void pg_store_sync_free(Pigeon__SyncReply *reply);
 /* The user's latest seq (0 if none yet). */
 PG_EXPORT int pg_store_head(struct pg_store *st, const char *uid, uint64_t *head);
 
-/* Device's cursor and the number of stored messages above it (unread). */
+/*
+ * Device's cursor and the number of stored messages above it (unread),
+ * counted up to PG_STORE_UNREAD_MAX: the count reads one index entry per
+ * message, on the caller's thread, so it is bounded (a badge of 10,000
+ * says "a lot" as well as any larger number).
+ */
+#define PG_STORE_UNREAD_MAX 10000
+#define PG_STORE_UNREAD_MAX_STR "10000"
 PG_EXPORT int pg_store_unread(struct pg_store *st, const char *uid, const char *device,
                               int64_t now_ms, uint64_t *cursor, uint64_t *unread);
 

@@ -27,6 +27,7 @@
  * entries; close frees them.
  */
 #include "store_backend.h"
+#include "store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +40,7 @@
 #include <sqlite3.h>
 #include <uthash.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 /* SQLite lock waits: the store thread's (it retries itself), the broker thread's. */
 #define STORE_DB_WRITER_BUSY_MS 1000
 #define STORE_DB_READER_BUSY_MS 200
@@ -137,7 +138,18 @@ static const char *const schema_v2[] = {
 };
 
 /* migrations[v] brings a database at user_version v to v + 1. */
-static const char *const *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2};
+/*
+ * Schema 3: an index that covers the unread count (uid, seq, expires_at_ms),
+ * so that counting a device's unread messages (push badges, on the broker
+ * thread) reads index entries only, not each message's row and envelope.
+ */
+static const char *const schema_v3[] = {
+    "CREATE INDEX messages_live ON messages(uid, seq, expires_at_ms)",
+    NULL,
+};
+
+static const char *const *const migrations[STORE_SCHEMA_VERSION] = {schema_v1, schema_v2,
+                                                                     schema_v3};
 
 static const char *const sql_text[SQL_NSTMTS] = {
     [SQL_GET_APPLIED] = "SELECT value FROM meta WHERE key = 'applied_lsn'",
@@ -156,8 +168,9 @@ static const char *const sql_text[SQL_NSTMTS] = {
                        " WHERE expires_at_ms <= ?1 LIMIT ?2)",
     [SQL_MSG_RANGE] = "SELECT seq, envelope FROM messages WHERE uid = ?1 AND seq > ?2"
                       " AND expires_at_ms > ?3 ORDER BY seq LIMIT ?4",
-    [SQL_MSG_COUNT_ABOVE] = "SELECT count(*) FROM messages WHERE uid = ?1 AND seq > ?2"
-                            " AND expires_at_ms > ?3",
+    [SQL_MSG_COUNT_ABOVE] = "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_live"
+                            " WHERE uid = ?1 AND seq > ?2 AND expires_at_ms > ?3 LIMIT "
+                            PG_STORE_UNREAD_MAX_STR ")",
     [SQL_MSG_NOTIFY_SLOTS] = "SELECT type, seq, merged, expires_at_ms FROM messages"
                              " WHERE uid = ?1 AND kind = 2",
     [SQL_CURSOR_SET] = "INSERT INTO cursors(uid, device, seq) VALUES(?1, ?2, ?3)"

@@ -1762,7 +1762,7 @@ static void test_dedup_per_recipient(void)
 		CHECK_EQ(sqlite3_open_v2(f.db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 		CHECK_EQ(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 		CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
-		CHECK_EQ(sqlite3_column_int(q, 0), 2);
+		CHECK_EQ(sqlite3_column_int(q, 0), 3);
 		sqlite3_finalize(q);
 		sqlite3_close(h);
 	}

@@ -831,6 +831,9 @@ function handlePush(req, res, body) {
 		return;
 	}
 	// A session that sent GOAWAY refuses every later stream.
+	// A stream the client already reset has no session any more: nothing to answer.
+	if (req.httpVersionMajor === 2 && (req.stream.destroyed || !req.stream.session))
+		return;
 	if (req.httpVersionMajor === 2 && req.stream.session.fakeGoaway !== undefined &&
 	    req.stream.id > req.stream.session.fakeGoaway) {
 		record(state.requests, req, body, {status: 0, reason: 'refused after goaway'});
