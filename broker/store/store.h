@@ -140,13 +140,14 @@ PG_EXPORT void pg_store_sync_free(Pigeon__SyncReply *reply);
 PG_EXPORT int pg_store_head(struct pg_store *st, const char *uid, uint64_t *head);
 
 /*
- * Device's cursor and the number of stored messages above it (unread),
- * counted up to PG_STORE_UNREAD_MAX: the count reads one index entry per
- * message, on the caller's thread, so it is bounded (a badge of 10,000
- * says "a lot" as well as any larger number).
+ * Device's cursor and the number of stored messages above it (unread).
+ * Cheap whatever the inbox holds (it counts whichever side of the cursor
+ * is small, at most a few hundred index entries), exact but for messages
+ * that expired in the last second or so; only a cursor with more than 500
+ * messages on both sides costs a count of what is above it, up to
+ * PG_STORE_UNREAD_MAX (the answer then says at most that).
  */
 #define PG_STORE_UNREAD_MAX 10000
-#define PG_STORE_UNREAD_MAX_STR "10000"
 PG_EXPORT int pg_store_unread(struct pg_store *st, const char *uid, const char *device,
                               int64_t now_ms, uint64_t *cursor, uint64_t *unread);
 

@@ -57,6 +57,7 @@ enum store_stmt {
 	SQL_MSG_EXPIRE,
 	SQL_MSG_RANGE,
 	SQL_MSG_COUNT_ABOVE,
+	SQL_MSG_COUNT_UPTO,
 	SQL_MSG_NOTIFY_SLOTS,
 	SQL_CURSOR_SET,
 	SQL_CURSOR_LOAD,
@@ -169,8 +170,9 @@ static const char *const sql_text[SQL_NSTMTS] = {
     [SQL_MSG_RANGE] = "SELECT seq, envelope FROM messages WHERE uid = ?1 AND seq > ?2"
                       " AND expires_at_ms > ?3 ORDER BY seq LIMIT ?4",
     [SQL_MSG_COUNT_ABOVE] = "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_live"
-                            " WHERE uid = ?1 AND seq > ?2 AND expires_at_ms > ?3 LIMIT "
-                            PG_STORE_UNREAD_MAX_STR ")",
+                            " WHERE uid = ?1 AND seq > ?2 AND expires_at_ms > ?3 LIMIT ?4)",
+    [SQL_MSG_COUNT_UPTO] = "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_by_user"
+                           " WHERE uid = ?1 AND seq <= ?2 LIMIT ?3)",
     [SQL_MSG_NOTIFY_SLOTS] = "SELECT type, seq, merged, expires_at_ms FROM messages"
                              " WHERE uid = ?1 AND kind = 2",
     [SQL_CURSOR_SET] = "INSERT INTO cursors(uid, device, seq) VALUES(?1, ?2, ?3)"
@@ -705,17 +707,18 @@ static int store_db_range(struct store_db *d, const char *uid, uint64_t after, i
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Runs a one-integer query bound to (uid, a, b). */
-static int store_db_scalar(sqlite3_stmt *st, const char *uid, int64_t a, int64_t b, int nbind,
-                           uint64_t *out)
+/* count(*) of a statement bound to (uid, a[, b], limit). */
+static int store_db_count(sqlite3_stmt *st, const char *uid, int64_t a, const int64_t *b,
+                          int64_t limit, uint64_t *out)
 {
-	int rc;
+	int rc, i = 1;
 
-	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, a);
-	if (nbind > 2) {
-		sqlite3_bind_int64(st, 3, b);
+	sqlite3_bind_text(st, i++, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, i++, a);
+	if (b != NULL) {
+		sqlite3_bind_int64(st, i++, *b);
 	}
+	sqlite3_bind_int64(st, i, limit);
 	rc = sqlite3_step(st);
 	*out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
 	sqlite3_reset(st);
@@ -723,10 +726,44 @@ static int store_db_scalar(sqlite3_stmt *st, const char *uid, int64_t a, int64_t
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/*
+ * Unexpired messages of uid above seq. Counting costs one index entry per
+ * message counted, and the caller is the broker thread (push badges), so
+ * this counts the smaller side: up to STORE_COUNT_STEP above seq; if there
+ * are more, up to STORE_COUNT_STEP at or below it, and then the answer is
+ * users.stored less those (which may include, for the second or so until
+ * retention removes them, messages that have just expired). Only when both
+ * sides are large (a cursor in the middle of a big inbox) does it count
+ * above, up to PG_STORE_UNREAD_MAX.
+ */
+#define STORE_COUNT_STEP 500
 static int store_db_count_above(struct store_db *d, const char *uid, uint64_t seq, int64_t now_ms,
                                 uint64_t *n)
 {
-	return store_db_scalar(d->stmt[SQL_MSG_COUNT_ABOVE], uid, (int64_t)seq, now_ms, 3, n);
+	uint64_t above, upto;
+	int64_t stored;
+	int rc;
+
+	rc = store_db_count(d->stmt[SQL_MSG_COUNT_ABOVE], uid, (int64_t)seq, &now_ms,
+	                    STORE_COUNT_STEP, &above);
+	if (rc != SQLITE_OK || above < STORE_COUNT_STEP) {
+		*n = above;
+		return rc;
+	}
+	rc = store_db_count(d->stmt[SQL_MSG_COUNT_UPTO], uid, (int64_t)seq, NULL, STORE_COUNT_STEP,
+	                    &upto);
+	if (rc == SQLITE_OK && upto < STORE_COUNT_STEP) {
+		rc = store_db_stored(d, uid, &stored);
+		if (rc == SQLITE_OK && stored >= 0 && (uint64_t)stored >= upto + above) {
+			*n = (uint64_t)stored - upto;
+			return SQLITE_OK;
+		}
+	}
+	if (rc != SQLITE_OK) {
+		return rc;
+	}
+	return store_db_count(d->stmt[SQL_MSG_COUNT_ABOVE], uid, (int64_t)seq, &now_ms,
+	                      PG_STORE_UNREAD_MAX, n);
 }
 
 static int store_db_dedup_find(struct store_db *d, const char *sender, const char *recipient,

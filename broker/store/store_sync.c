@@ -300,6 +300,6 @@ int pg_store_unread(struct pg_store *st, const char *uid, const char *device, in
 			n++;
 		}
 	}
-	*unread = n < PG_STORE_UNREAD_MAX ? n : PG_STORE_UNREAD_MAX;
+	*unread = n;
 	return PG_OK;
 }

@@ -815,6 +815,42 @@ static void test_dedup(void)
 	fx_done(&f);
 }
 
+/*
+ * Unread counts of a big inbox, in SQLite: each side of the cursor small or
+ * large (store_sqlite.c counts the small side), exact in every case.
+ */
+static void test_unread_of_a_big_inbox(void)
+{
+	static const uint64_t cursors[] = {0, 100, 700, 1190, 1200};
+	struct fx f;
+	struct pg_store *st;
+	uint64_t cur, i;
+	size_t k;
+
+	fx_init(&f, 100000);
+	st = fx_open(&f);
+	for (i = 1; i <= 1200; i++) {
+		CHECK_EQ(chat(st, "alice", "bob", NULL, "x"), i);
+	}
+	CHECK(pg_store_flush(st));
+	for (k = 0; k < sizeof(cursors) / sizeof(cursors[0]); k++) {
+		if (cursors[k] > 0) {
+			CHECK_EQ(pg_store_ack(st, "bob", "phone", cursors[k], &cur), PG_OK);
+			CHECK(pg_store_flush(st));
+		}
+		CHECK_EQ(unread_of(st, "bob", "phone", &cur), 1200 - cursors[k]);
+		CHECK_EQ(cur, cursors[k]);
+		/* another device that never acked sees them all */
+		CHECK_EQ(unread_of(st, "bob", "tablet", NULL), 1200);
+	}
+	/* and after a reopen (state from SQLite alone) */
+	fx_close(&f);
+	st = fx_open(&f);
+	CHECK_EQ(unread_of(st, "bob", "tablet", NULL), 1200);
+	CHECK_EQ(unread_of(st, "bob", "phone", NULL), 0);
+	fx_done(&f);
+}
+
 static void test_ack_and_unread(void)
 {
 	struct fx f;
@@ -2214,6 +2250,7 @@ int main(void)
 	RUN(test_more_is_exact_with_pending_deletes);
 	RUN(test_dedup);
 	RUN(test_ack_and_unread);
+	RUN(test_unread_of_a_big_inbox);
 	RUN(test_instant);
 	RUN(test_invalid_input);
 	RUN(test_max_per_user);
