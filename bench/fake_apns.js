@@ -19,7 +19,7 @@
 //
 // Prints {"port": N, "control": M} on stdout when ready. Control API (plain
 // HTTP on 127.0.0.1:M):
-//   GET  /stats   {requests, ok, rejected, sessions, goaways, resets, stalled, mode}
+//   GET  /stats   {requests, ok, messages, rejected, sessions, goaways, resets, stalled, mode}
 //   POST /mode    {"mode": "ok" | "stall"}: stall holds every later request
 //                 without an answer (until the mode changes or /reset; held
 //                 streams are then cancelled)
@@ -57,7 +57,8 @@ const maxStreams = Number(args['max-streams'] || 1000);
 function freshStats() {
 	// resets: streams closed with RST_STREAM, by error code and whether they
 	// had been answered (either side's reset: Node does not say which)
-	return {requests: 0, ok: 0, rejected: 0, sessions: 0, goaways: 0, resets: {}};
+	// messages: the sum of the pushes' "count" (messages each stands for)
+	return {requests: 0, ok: 0, messages: 0, rejected: 0, sessions: 0, goaways: 0, resets: {}};
 }
 let stats = freshStats();
 let mode = 'ok';
@@ -116,6 +117,7 @@ function verify(headers, body) {
 	}
 	if (!j || !j.aps || typeof j.aps.alert !== 'object' || !Number.isInteger(j.aps.badge))
 		return [400, 'BadPayload'];
+	stats.messages += Number.isInteger(j.count) ? j.count : 1;
 	return null;
 }
 

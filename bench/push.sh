@@ -337,8 +337,13 @@ if ((do_tp)); then
 				field broker_cores "$pl" >>"$tmp/tp.cpu"
 				s=$(field sessions "$pl")
 				sessions_total=$((sessions_total + s))
-				[[ $(field accepted "$pl") -eq $count ]] ||
-					echo "# WARNING: round $r: the fake accepted $(field accepted "$pl") of $count pushes"
+				fl=$(grep '^fake ' <<<"$lines")
+				msgs=$(field messages "$fl")
+				if [[ $(field accepted "$pl") -ne $count ]]; then
+					echo "# round $r: $(field accepted "$pl") pushes for $count messages; the pushes' counts add up to $msgs (a message stored while its device's push waited joined it)"
+				fi
+				[[ $msgs -eq $count ]] ||
+					echo "# WARNING: round $r: the pushes stand for $msgs of $count messages"
 			fi
 		done
 	done
