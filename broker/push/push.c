@@ -375,6 +375,11 @@ static int device_remember(struct pg_push *p, const struct push_db_device *r)
 		free(d->token);
 		free(d->tkey);
 		free(d->app);
+		if (d->platform != r->platform) {
+			/* The waiting push is for the old provider (dispatch drops it):
+			 * later messages open a window for the new one. */
+			d->waiting = NULL;
+		}
 	}
 	d->platform = r->platform;
 	d->token = token;
