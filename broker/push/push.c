@@ -282,6 +282,21 @@ static struct push_entry *heap_pop(struct push_provider *pv)
 	return top;
 }
 
+/* Takes e (waiting, at e->heap_at) out of pv's heap. */
+static void heap_remove(struct push_provider *pv, struct push_entry *e)
+{
+	size_t i = e->heap_at;
+
+	pv->heap_len--;
+	if (i == pv->heap_len) {
+		return;
+	}
+	pv->heap[i] = pv->heap[pv->heap_len];
+	pv->heap[i]->heap_at = i;
+	heap_up(pv, i);
+	heap_down(pv, pv->heap[i]->heap_at);
+}
+
 /* ---- devices ------------------------------------------------------------ */
 
 static struct push_device *device_find(struct pg_push *p, const char *uid, const char *device)
@@ -787,6 +802,31 @@ static void apply_result(struct pg_push *p, const struct pg_push_result *r, int6
 	pv->retried++;
 	e->state = ENTRY_WAITING;
 	e->due_ms = now_ms + retry_delay_ms(p, r, e->attempts);
+	d = device_find(p, e->job.uid, e->job.device);
+	if (d != NULL && d->platform == e->job.platform && d->waiting != NULL &&
+	    d->waiting != e) {
+		/*
+		 * Messages came while e was in flight and opened a push of their
+		 * own: that push joins e (which keeps its attempts and backoff),
+		 * so the device still gets one push, with the latest message and
+		 * the count of both.
+		 */
+		struct push_entry *w = d->waiting;
+		uint32_t count = e->job.count + w->job.count;
+
+		e->job.seq = w->job.seq;
+		memcpy(e->job.from, w->job.from, sizeof(e->job.from));
+		e->job.kind = w->job.kind;
+		memcpy(e->job.type, w->job.type, sizeof(e->job.type));
+		e->job.expires_at_ms = w->job.expires_at_ms;
+		memcpy(e->job.title, w->job.title, sizeof(e->job.title));
+		memcpy(e->job.body, w->job.body, sizeof(e->job.body));
+		e->job.count = count;
+		e->dirty = true;
+		heap_remove(pv, w);
+		d->waiting = NULL;
+		entry_done(p, w);
+	}
 	if (e->persisted &&
 	    push_db_outbox_update(p->db, e->job.id, &e->job, e->attempts, e->due_ms) == 0) {
 		e->dirty = false;
@@ -795,7 +835,6 @@ static void apply_result(struct pg_push *p, const struct pg_push_result *r, int6
 		entry_done(p, e);
 		return;
 	}
-	d = device_find(p, e->job.uid, e->job.device);
 	if (d != NULL && d->waiting == NULL && d->platform == e->job.platform) {
 		d->waiting = e; /* later messages fold into the retry */
 	}

@@ -19,6 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "push.h"
 
 struct counters {
@@ -257,6 +261,65 @@ static void test_retries_then_gives_up(void)
 	pg_push_close(p);
 }
 
+/*
+ * A message stored while the device's push is in flight opens a push of
+ * its own; when the one in flight has to be retried, the two become one
+ * (the device gets one push, not one per attempt). The provider here is a
+ * loopback socket that takes connections and never answers, so the
+ * request in flight ends by its timeout.
+ */
+static void test_in_flight_push_takes_later_messages(void)
+{
+	struct pg_push_config c = config(false);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	struct pg_push *p = NULL;
+	struct counters k = {0};
+	char err[256] = "", url[64], why[256];
+	int64_t deadline;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	      listen(fd, 16) == 0 && getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", ntohs(sa.sin_port));
+	c.webhook_url = url;
+	c.webhook_secret = "test-secret";
+	c.coalesce_ms = 0;
+	c.max_attempts = 5;
+	c.request_timeout_ms = 300;
+	c.retry_base_ms = 60000; /* the retry itself is not the point */
+	c.retry_max_ms = 60000;
+	CHECK_EQ(pg_push_open(&c, &env, now_ms(), &p, err, sizeof(err)), PG_OK);
+	if (p == NULL) {
+		close(fd);
+		return;
+	}
+	CHECK_EQ(pg_push_register(p, "dave", "phone", "webhook", "tok-d", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         0);
+	stored(p, "dave", 1);
+	pg_push_tick(p, now_ms()); /* dispatched: in flight, unanswered */
+	stored(p, "dave", 2);      /* a push of its own for now */
+	stored(p, "dave", 3);      /* folds into that one */
+	CHECK_EQ(counters_of(p).outbox, 2);
+	deadline = now_ms() + 5000;
+	while (now_ms() < deadline) {
+		pg_push_tick(p, now_ms());
+		k = counters_of(p);
+		if (k.retried >= 1 && k.outbox == 1) {
+			break;
+		}
+		usleep(10000);
+	}
+	/* (With coalesce_ms 0 the second push went out too and timed out as
+	 * well; whichever is retried last takes the other.) */
+	CHECK(k.retried >= 1);
+	CHECK_EQ(k.outbox, 1); /* one push left for the device, with all three */
+	pg_push_close(p);
+	close(fd);
+}
+
 int main(void)
 {
 	if (mkdtemp(dir) == NULL) {
@@ -267,6 +330,7 @@ int main(void)
 	RUN(test_register_errors_without_provider);
 	RUN(test_tokens_move_and_windows_coalesce);
 	RUN(test_retries_then_gives_up);
+	RUN(test_in_flight_push_takes_later_messages);
 	{
 		char cmd[300];
 
