@@ -461,3 +461,21 @@ const char *pg_push_kind_name(enum pg_push_kind kind)
 {
 	return kind == PG_PUSH_KIND_NOTIFY ? "notify" : "chat";
 }
+
+/* provider.h */
+char *pg_push_data_json(const struct pg_push_job *job)
+{
+	cJSON *d = cJSON_CreateObject();
+	char *text = NULL;
+
+	if (d != NULL && pg_push_json_add_u64(d, "seq", job->seq) == 0 &&
+	    cJSON_AddStringToObject(d, "from", job->from) &&
+	    cJSON_AddStringToObject(d, "kind", pg_push_kind_name(job->kind)) &&
+	    cJSON_AddStringToObject(d, "type", job->type) &&
+	    pg_push_json_add_u64(d, "count", job->count) == 0 &&
+	    pg_push_json_add_u64(d, "badge", job->badge) == 0) {
+		text = cJSON_PrintUnformatted(d);
+	}
+	cJSON_Delete(d);
+	return text;
+}

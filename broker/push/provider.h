@@ -176,4 +176,12 @@ char *pg_push_url_escape(const char *s);
 /* "chat" or "notify". */
 const char *pg_push_kind_name(enum pg_push_kind kind);
 
+/*
+ * The custom data {"seq","from","kind","type","count","badge"} as JSON
+ * text (malloc'd, freed with cJSON_free / free; NULL if out of memory), for
+ * the providers that carry it as one string (Huawei's data, MiPush's
+ * payload; MiPush has no badge field, Push Kit's badge stops at 99).
+ */
+char *pg_push_data_json(const struct pg_push_job *job);
+
 #endif

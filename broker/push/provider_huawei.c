@@ -205,24 +205,6 @@ fail:
 	return NULL;
 }
 
-/* The custom data {"seq","from","kind","type","count"} as JSON text, malloc'd. */
-static char *huawei_data(const struct pg_push_job *job)
-{
-	cJSON *d = cJSON_CreateObject();
-	char *text = NULL;
-
-	if (d != NULL && pg_push_json_add_u64(d, "seq", job->seq) == 0 &&
-	    cJSON_AddStringToObject(d, "from", job->from) &&
-	    cJSON_AddStringToObject(d, "kind", pg_push_kind_name(job->kind)) &&
-	    cJSON_AddStringToObject(d, "type", job->type) &&
-	    pg_push_json_add_u64(d, "count", job->count) == 0 &&
-	    pg_push_json_add_u64(d, "badge", job->badge) == 0) {
-		text = cJSON_PrintUnformatted(d);
-	}
-	cJSON_Delete(d);
-	return text;
-}
-
 static int huawei_build(void *state, const struct pg_push_job *job, struct pg_push_request *req,
                         char *err, size_t errlen)
 {
@@ -233,7 +215,7 @@ static int huawei_build(void *state, const struct pg_push_job *job, struct pg_pu
 		snprintf(err, errlen, "no access token (authorize first)");
 		return -1;
 	}
-	ctx.data = huawei_data(job);
+	ctx.data = pg_push_data_json(job);
 	req->url = strdup(h->send_url);
 	if (ctx.data == NULL || req->url == NULL) {
 		snprintf(err, errlen, "out of memory");

@@ -113,31 +113,13 @@ static unsigned xiaomi_notify_id(const struct pg_push_job *job)
 	return 1 + (unsigned)(pg_push_hash(job->type) % XIAOMI_NOTIFY_IDS);
 }
 
-/* The custom data as JSON text, malloc'd. */
-static char *xiaomi_payload(const struct pg_push_job *job)
-{
-	cJSON *d = cJSON_CreateObject();
-	char *text = NULL;
-
-	if (d != NULL && pg_push_json_add_u64(d, "seq", job->seq) == 0 &&
-	    cJSON_AddStringToObject(d, "from", job->from) &&
-	    cJSON_AddStringToObject(d, "kind", pg_push_kind_name(job->kind)) &&
-	    cJSON_AddStringToObject(d, "type", job->type) &&
-	    pg_push_json_add_u64(d, "count", job->count) == 0 &&
-	    pg_push_json_add_u64(d, "badge", job->badge) == 0) {
-		text = cJSON_PrintUnformatted(d);
-	}
-	cJSON_Delete(d);
-	return text;
-}
-
 static int xiaomi_build(void *state, const struct pg_push_job *job, struct pg_push_request *req,
                         char *err, size_t errlen)
 {
 	struct xiaomi *x = state;
 	char *title = pg_push_utf8_clean(job->title, strlen(job->title), NULL);
 	char *desc = pg_push_utf8_clean(job->body, strlen(job->body), NULL);
-	char *payload = xiaomi_payload(job);
+	char *payload = pg_push_data_json(job);
 	char notify_id[16];
 	const char *pairs[16];
 	size_t n = 0;
