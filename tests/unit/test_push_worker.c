@@ -595,6 +595,7 @@ static void test_reauthorize_renews_once_and_resends_once(void)
 	struct fx f;
 	const struct pg_push_result *r;
 	size_t i, ok = 0;
+	long posts;
 
 	if (!fx_init(&f, 10000)) {
 		fx_done(&f);
@@ -620,7 +621,11 @@ static void test_reauthorize_renews_once_and_resends_once(void)
 	}
 	CHECK_EQ(ok, 50);
 	CHECK_EQ(atomic_load(&f.fake.force_calls), 2);
-	CHECK_EQ(server_stats(&f.srv).posts, 2 + 100);
+	/* Each job is sent at most twice: those the worker built before the
+	 * renewal are refused and resent, those it took after it (submissions
+	 * and the worker's batches interleave) go through at once. */
+	posts = server_stats(&f.srv).posts;
+	CHECK(posts >= 2 + 50 && posts <= 2 + 100);
 
 	/* refused again after the renewal: FAILED "auth" */
 	submit(&f, 52, "auth-never");
@@ -629,7 +634,7 @@ static void test_reauthorize_renews_once_and_resends_once(void)
 	CHECK(r && r->outcome == PG_PUSH_FAILED && r->http_status == 403);
 	CHECK_STR(r ? r->reason : NULL, "auth");
 	CHECK_EQ(atomic_load(&f.fake.force_calls), 3);
-	CHECK_EQ(server_stats(&f.srv).posts, 2 + 100 + 2);
+	CHECK_EQ(server_stats(&f.srv).posts, posts + 2);
 	CHECK_EQ(pg_push_worker_pending(f.w), 0);
 	fx_done(&f);
 }
