@@ -33,6 +33,16 @@ int pgcli_parse_port(const char *s, int *port, char *err, size_t errlen);
 int pgcli_token_load(const char *token, const char *token_file, char **out, char *err,
                      size_t errlen);
 
+/*
+ * The token's `sub` into uid and `dev` into dev ("" when absent), read
+ * from its payload (base64url JSON) without checking the signature: the
+ * broker verifies. 0, or -1 with the reason in err when the token is not
+ * three dot-separated parts, the payload is not base64url JSON, `sub` is
+ * missing or a claim does not fit its buffer.
+ */
+int pgcli_token_claims(const char *token, char *uid, size_t uidlen, char *dev, size_t devlen,
+                       char *err, size_t errlen);
+
 /* "tcp://host:port" into buf (at least 300 bytes). */
 void pgcli_server_uri(const struct pgcli_broker *b, char *buf, size_t len);
 
