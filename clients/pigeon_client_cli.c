@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -52,8 +53,9 @@
 
 /* One --send given on the command line. */
 struct cli_send {
-	const char *to;
-	const char *text;
+	const char *to;   /* argv, or (--stdin) in_to */
+	const char *text; /* argv; unused for --stdin */
+	char in_to[72];
 	char msg_id[PIGEON_MSG_ID_MAX + 1];
 	bool answered;
 };
@@ -77,6 +79,7 @@ struct cli_opts {
 	uint64_t count;
 	bool until_synced;
 	bool drain;
+	bool use_stdin;
 	double timeout_s;
 	bool retry_auth;
 	bool stats;
@@ -96,6 +99,11 @@ struct cli_run {
 	bool stop; /* a signal, or a fatal error */
 	int fatal; /* the exit status a fatal error asks for (0: none) */
 	size_t sends_answered;
+	/* --stdin: sends read from standard input, by the stdin thread (grows). */
+	struct cli_send *in;
+	size_t n_in, cap_in, in_answered;
+	bool stdin_eof;
+	bool closing; /* main() is about to destroy the client: no more sends */
 	bool send_refused;
 	uint32_t keepalive_s; /* last printed */
 };
@@ -125,6 +133,8 @@ static void usage(FILE *out)
 	    "  --count N                    exit after N messages\n"
 	    "  --until-synced               exit once every stored message was printed\n"
 	    "  --drain                      exit once the outbox is empty\n"
+	    "  --stdin                      read sends from standard input, one 'UID TEXT'\n"
+	    "                               a line (at its end: exit once all are answered)\n"
 	    "  --timeout S                  give up after S seconds (exit 1)\n"
 	    "  --retry-auth                 keep retrying when the broker refuses the login\n"
 	    "  --stats                      print {\"stats\":...} on exit\n"
@@ -133,7 +143,7 @@ static void usage(FILE *out)
 	    "  --request-timeout MS         the library's tuning (docs/client.md)\n"
 	    "  --help                       this text\n"
 	    "\n"
-	    "With --count, --until-synced, --send or --drain, the tool exits once all of\n"
+	    "With --count, --until-synced, --send, --drain or --stdin, the tool exits once all of\n"
 	    "them are met (and --register/--unregister was answered); else it runs until\n"
 	    "SIGINT or SIGTERM. Exit status: 0 done, 1 runtime failure, 2 usage error.\n");
 }
@@ -274,16 +284,21 @@ static void on_sent(void *ud, const char *msg_id, int code, uint64_t seq, bool d
 		cJSON_AddStringToObject(s, "msg_id", msg_id ? msg_id : "");
 	}
 	/* Sends from an earlier run's outbox have no --send here: no "to". */
-	for (i = 0; i < r->o->n_sends; i++) {
-		struct cli_send *cs = &r->o->sends[i];
+	for (i = 0; msg_id && i < r->o->n_sends + r->n_in; i++) {
+		bool arg = i < r->o->n_sends;
+		struct cli_send *cs = arg ? &r->o->sends[i] : &r->in[i - r->o->n_sends];
 
-		if (msg_id && strcmp(cs->msg_id, msg_id) == 0) {
+		if (strcmp(cs->msg_id, msg_id) == 0) {
 			if (s) {
 				cJSON_AddStringToObject(s, "to", cs->to);
 			}
 			if (!cs->answered) {
 				cs->answered = true;
-				r->sends_answered++;
+				if (arg) {
+					r->sends_answered++;
+				} else {
+					r->in_answered++;
+				}
 			}
 			break;
 		}
@@ -390,9 +405,130 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+/* A fresh msg_id: "cli-" and 32 hex digits from the kernel's random source. */
+static int new_msg_id(char *buf, size_t len)
+{
+	unsigned char raw[16];
+	size_t i;
+
+	if (len < 4 + 2 * sizeof(raw) + 1 ||
+	    getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+		return -1;
+	}
+	memcpy(buf, "cli-", 4);
+	for (i = 0; i < sizeof(raw); i++) {
+		snprintf(buf + 4 + 2 * i, 3, "%02x", raw[i]);
+	}
+	return 0;
+}
+
+/*
+ * --stdin: each line "UID TEXT" is queued as a chat under a msg_id made
+ * here and recorded (under r->mu) before the library can answer it. A bad
+ * line is reported and skipped. At EOF, stdin_eof is set.
+ */
+static void *stdin_thread(void *arg)
+{
+	struct cli_run *r = arg;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	unsigned long lineno = 0;
+
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		struct pigeon_send s;
+		struct cli_send *cs;
+		char *sp, msg_id[PIGEON_MSG_ID_MAX + 1], to[72];
+		int rc;
+
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+			line[--n] = '\0';
+		}
+		if (n == 0) {
+			continue;
+		}
+		sp = strchr(line, ' ');
+		if (!sp || sp == line || (size_t)(sp - line) >= sizeof(to)) {
+			fprintf(stderr, "pigeon-client: stdin line %lu: not 'UID TEXT', skipped\n",
+			        lineno);
+			continue;
+		}
+		memcpy(to, line, (size_t)(sp - line));
+		to[sp - line] = '\0';
+		if (new_msg_id(msg_id, sizeof(msg_id)) != 0) {
+			fprintf(stderr, "pigeon-client: no random source for a msg_id\n");
+			break;
+		}
+		/*
+		 * r->mu is held across pigeon_client_send(): main() sets closing
+		 * under it before destroying the client, so no send races the
+		 * destroy. (The library never holds its own lock while calling back.)
+		 */
+		pthread_mutex_lock(&r->mu);
+		if (r->closing) {
+			pthread_mutex_unlock(&r->mu);
+			break;
+		}
+		if (r->n_in == r->cap_in) {
+			size_t ncap = r->cap_in ? 2 * r->cap_in : 16;
+			struct cli_send *nin = realloc(r->in, ncap * sizeof(*nin));
+
+			if (!nin) {
+				pthread_mutex_unlock(&r->mu);
+				fprintf(stderr, "pigeon-client: out of memory\n");
+				break;
+			}
+			r->in = nin;
+			r->cap_in = ncap;
+			/* in_to moved with its entry: re-point every to. */
+			for (size_t k = 0; k < r->n_in; k++) {
+				r->in[k].to = r->in[k].in_to;
+			}
+		}
+		cs = &r->in[r->n_in];
+		memset(cs, 0, sizeof(*cs));
+		memcpy(cs->in_to, to, sizeof(to));
+		cs->to = cs->in_to;
+		memcpy(cs->msg_id, msg_id, sizeof(msg_id));
+		r->n_in++;
+
+		memset(&s, 0, sizeof(s));
+		s.to = to;
+		s.kind = PIGEON_CHAT;
+		s.msg_id = msg_id;
+		s.body = sp + 1;
+		s.body_len = strlen(sp + 1);
+		rc = pigeon_client_send(r->client, &s, NULL, 0);
+		if (rc != 0) {
+			fprintf(stderr,
+			        "pigeon-client: stdin line %lu: cannot queue the send: %s\n",
+			        lineno, pigeon_strerror(rc));
+			/* Counted as answered: it never will be. */
+			for (size_t k = 0; k < r->n_in; k++) {
+				if (strcmp(r->in[k].msg_id, msg_id) == 0 && !r->in[k].answered) {
+					r->in[k].answered = true;
+					r->in_answered++;
+				}
+			}
+			r->send_refused = true;
+		} else {
+			fprintf(stderr, "pigeon-client: queued %s to %s\n", msg_id, to);
+		}
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+	}
+	free(line);
+	pthread_mutex_lock(&r->mu);
+	r->stdin_eof = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
 static bool has_stop_condition(const struct cli_opts *o)
 {
-	return o->count > 0 || o->until_synced || o->n_sends > 0 || o->drain;
+	return o->count > 0 || o->until_synced || o->n_sends > 0 || o->drain || o->use_stdin;
 }
 
 /* Every stop condition asked for is met; caller holds r->mu. */
@@ -412,7 +548,10 @@ static bool done(struct cli_run *r, size_t outbox)
 	if (o->n_sends > 0 && r->sends_answered < o->n_sends) {
 		return false;
 	}
-	if ((o->drain || o->n_sends > 0) && outbox > 0) {
+	if (o->use_stdin && (!r->stdin_eof || r->in_answered < r->n_in)) {
+		return false;
+	}
+	if ((o->drain || o->n_sends > 0 || o->use_stdin) && outbox > 0) {
 		return false;
 	}
 	if ((o->register_arg || o->unregister) && !r->device_answered) {
@@ -484,6 +623,7 @@ enum {
 	OPT_COUNT,
 	OPT_UNTIL_SYNCED,
 	OPT_DRAIN,
+	OPT_STDIN,
 	OPT_TIMEOUT,
 	OPT_RETRY_AUTH,
 	OPT_STATS,
@@ -515,6 +655,7 @@ static const struct option cli_longopts[] = {
     {"count", required_argument, NULL, OPT_COUNT},
     {"until-synced", no_argument, NULL, OPT_UNTIL_SYNCED},
     {"drain", no_argument, NULL, OPT_DRAIN},
+    {"stdin", no_argument, NULL, OPT_STDIN},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"retry-auth", no_argument, NULL, OPT_RETRY_AUTH},
     {"stats", no_argument, NULL, OPT_STATS},
@@ -625,6 +766,9 @@ static int parse_args(int argc, char **argv, struct cli_opts *o)
 		case OPT_DRAIN:
 			o->drain = true;
 			break;
+		case OPT_STDIN:
+			o->use_stdin = true;
+			break;
 		case OPT_TIMEOUT: {
 			char *end;
 
@@ -732,7 +876,8 @@ static int wait_for_end(struct cli_run *r, const struct timespec *deadline)
 			        st.connects == 0 ? "never connected"
 			        : r->synced      ? "synced"
 			                         : "not synced",
-			        r->printed, r->sends_answered, r->o->n_sends, st.outbox);
+			        r->printed, r->sends_answered + r->in_answered,
+			        r->o->n_sends + r->n_in, st.outbox);
 			status = 1;
 			break;
 		}
@@ -764,6 +909,8 @@ int main(int argc, char **argv)
 	int rc, status = 1;
 
 	memset(&r, 0, sizeof(r));
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	rc = parse_args(argc, argv, &o);
 	if (rc == 1) {
@@ -815,8 +962,6 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_cond_init(&r.cv, NULL);
 	r.o = &o;
 
 	memset(&co, 0, sizeof(co));
@@ -901,6 +1046,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pigeon-client: cannot start: %s\n", pigeon_strerror(rc));
 		goto out;
 	}
+	if (o.use_stdin) {
+		pthread_t in_thread;
+
+		if (pthread_create(&in_thread, NULL, stdin_thread, &r) != 0) {
+			fprintf(stderr, "pigeon-client: cannot start the stdin thread\n");
+			goto out;
+		}
+		/* Never joined: it may sit in getline() when we exit. */
+		pthread_detach(in_thread);
+	}
 	if (o.register_arg) {
 		char platform[64];
 		const char *colon = strchr(o.register_arg, ':');
@@ -928,6 +1083,9 @@ int main(int argc, char **argv)
 		        cli_signalled == SIGINT ? "SIGINT" : "SIGTERM");
 	}
 out:
+	pthread_mutex_lock(&r.mu);
+	r.closing = true;
+	pthread_mutex_unlock(&r.mu);
 	if (r.client) {
 		if (o.stats) {
 			print_stats(&r);
@@ -936,6 +1094,11 @@ out:
 		pigeon_client_destroy(r.client);
 		r.client = NULL;
 	}
+	pthread_mutex_lock(&r.mu);
+	free(r.in);
+	r.in = NULL;
+	r.n_in = r.cap_in = 0;
+	pthread_mutex_unlock(&r.mu);
 	free(token);
 	return status;
 }
