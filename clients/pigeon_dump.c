@@ -44,7 +44,7 @@ enum dump_kind {
 	DUMP_NOTIFY,  /* im/<to>/notify/<type> */
 	DUMP_INSTANT, /* im/<to>/instant */
 	DUMP_SYS,     /* $SYS/...: a text value */
-	DUMP_OTHER,   /* any other topic: raw bytes */
+	DUMP_OTHER,   /* any other topic: refused unless --type is given */
 };
 
 static const struct {
@@ -280,6 +280,11 @@ static int dump_line(const struct dump_opts *o, int *text_mode, char *s, size_t 
 		return -1;
 	}
 	enum dump_kind k = o->forced ? o->forced : dump_kind_of_topic(topic);
+	if (k == DUMP_OTHER) {
+		/* No pigeon client may see another topic: this is not a capture. */
+		snprintf(why, whylen, "not a pigeon topic (see --help)");
+		return -1;
+	}
 	/*
 	 * A payload after a topic is hex (-F '%t %x') or as printed (-v), and
 	 * a stream is all one or the other: the first payload that is not hex
