@@ -23,7 +23,9 @@ uint32_t pgc_backoff_delay_ms(uint32_t attempt, uint32_t min_ms, uint32_t max_ms
 
 	/* min_ms << attempt in 64 bits cannot overflow for attempt < 32, and is then compared
 	 * with a 32-bit cap; 2^32 and up is always past it. */
-	if (attempt >= 32)
+	if (min_ms == 0)
+		ceiling = 0;
+	else if (attempt >= 32)
 		ceiling = max_ms;
 	else
 		ceiling = (uint64_t)min_ms << attempt;

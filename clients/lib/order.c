@@ -183,19 +183,20 @@ static void order_gaps_emit(struct order_gap *out, size_t *n, uint64_t first, ui
 }
 
 /*
- * Writes into out the union of the gap list and the new range [a, b]:
- * existing ranges keep their reason (the first proof stands), the new one
- * fills only what they do not cover. out has room for 2 * n_gaps + 1.
+ * Writes into out the union of the ranges in (n_in of them) and the new
+ * range [a, b]: existing ranges keep their reason (the first proof
+ * stands), the new one fills only what they do not cover. out has room for
+ * 2 * n_in + 1.
  */
-static size_t order_gaps_merge(const struct pgc_order *o, struct order_gap *out, uint64_t a,
-                               uint64_t b, enum pigeon_gap_reason why)
+static size_t order_gaps_merge(const struct order_gap *in, size_t n_in, struct order_gap *out,
+                               uint64_t a, uint64_t b, enum pigeon_gap_reason why)
 {
 	size_t n = 0, i;
 	uint64_t cur = a; /* the lowest seq of [a, b] not yet covered; valid while !done */
 	bool done = false;
 
-	for (i = 0; i < o->n_gaps; i++) {
-		const struct order_gap *g = &o->gaps[i];
+	for (i = 0; i < n_in; i++) {
+		const struct order_gap *g = &in[i];
 		if (!done && cur < g->first) {
 			uint64_t end = b < g->first - 1 ? b : g->first - 1; /* g->first > cur >= 1 */
 			order_gaps_emit(out, &n, cur, end, why);
@@ -215,21 +216,6 @@ static size_t order_gaps_merge(const struct pgc_order *o, struct order_gap *out,
 	if (!done)
 		order_gaps_emit(out, &n, cur, b, why);
 	return n;
-}
-
-/* Adds [a, b] (above the cursor, a <= b) to the gaps: 0, or -1 without memory, unchanged. */
-static int order_gaps_add(struct pgc_order *o, uint64_t a, uint64_t b, enum pigeon_gap_reason why)
-{
-	size_t cap = 2 * o->n_gaps + 1, n;
-	struct order_gap *out = malloc(cap * sizeof(*out));
-
-	if (out == NULL)
-		return -1;
-	n = order_gaps_merge(o, out, a, b, why);
-	free(o->gaps);
-	o->gaps = out;
-	o->n_gaps = n;
-	return 0;
 }
 
 /* ---- the contract ---- */
@@ -289,33 +275,42 @@ nomem:
 
 int pgc_order_settle(struct pgc_order *o, uint64_t after_seq, uint64_t upto, uint64_t oldest_seq)
 {
+	struct order_gap *one = NULL, *two = NULL;
+	size_t n_one, n_two;
 	uint64_t lo;
-	size_t before = o->n_gaps;
-	struct order_gap *saved;
-	int rc = 0;
 
 	if (upto <= o->cursor || upto <= after_seq)
 		return 0;
 	lo = after_seq > o->cursor ? after_seq + 1 : o->cursor + 1; /* both < upto: no wrap */
 
-	/* [lo, oldest_seq - 1] is retention, [max(lo, oldest_seq), upto] gone. Two adds: keep a
-	 * copy so a failed second one leaves nothing changed. */
-	saved = malloc((before ? before : 1) * sizeof(*saved));
-	if (saved == NULL)
+	/* [lo, oldest_seq - 1] is retention, [max(lo, oldest_seq), upto] gone: merged in two
+	 * passes into fresh arrays, both allocated first, so running out of memory changes
+	 * nothing. */
+	one = malloc((2 * o->n_gaps + 1) * sizeof(*one));
+	two = malloc((4 * o->n_gaps + 3) * sizeof(*two));
+	if (one == NULL || two == NULL) {
+		free(one);
+		free(two);
 		return -1;
-	memcpy(saved, o->gaps, before * sizeof(*saved));
-	if (oldest_seq > lo)
-		rc = order_gaps_add(o, lo, oldest_seq - 1 < upto ? oldest_seq - 1 : upto,
-		                    PIGEON_GAP_RETENTION);
-	if (rc == 0 && oldest_seq <= upto)
-		rc = order_gaps_add(o, oldest_seq > lo ? oldest_seq : lo, upto, PIGEON_GAP_GONE);
-	if (rc != 0) {
-		/* The array is at least `before` long either way (a merge never shrinks it). */
-		memcpy(o->gaps, saved, before * sizeof(*saved));
-		o->n_gaps = before;
 	}
-	free(saved);
-	return rc;
+	if (oldest_seq > lo)
+		n_one = order_gaps_merge(o->gaps, o->n_gaps, one, lo,
+		                         oldest_seq - 1 < upto ? oldest_seq - 1 : upto,
+		                         PIGEON_GAP_RETENTION);
+	else
+		n_one = order_gaps_merge(o->gaps, o->n_gaps, one, lo, upto, PIGEON_GAP_GONE);
+	if (oldest_seq > lo && oldest_seq <= upto) {
+		n_two = order_gaps_merge(one, n_one, two, oldest_seq, upto, PIGEON_GAP_GONE);
+		free(one);
+	} else {
+		free(two);
+		two = one;
+		n_two = n_one;
+	}
+	free(o->gaps);
+	o->gaps = two;
+	o->n_gaps = n_two;
+	return 0;
 }
 
 bool pgc_order_pop(struct pgc_order *o, struct pgc_item *it)
