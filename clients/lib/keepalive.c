@@ -103,7 +103,8 @@ void pgc_keepalive_answered(struct pgc_keepalive *k, bool idle, uint64_t now_ms)
 			return;
 		}
 		if (idle)
-			k->deaths = 0; /* the settled interval survived again: deaths are not in a row */
+			k->deaths =
+			    0; /* the settled interval survived again: deaths are not in a row */
 		return;
 	}
 	if (!idle)

@@ -198,7 +198,8 @@ static size_t order_gaps_merge(const struct order_gap *in, size_t n_in, struct o
 	for (i = 0; i < n_in; i++) {
 		const struct order_gap *g = &in[i];
 		if (!done && cur < g->first) {
-			uint64_t end = b < g->first - 1 ? b : g->first - 1; /* g->first > cur >= 1 */
+			uint64_t end =
+			    b < g->first - 1 ? b : g->first - 1; /* g->first > cur >= 1 */
 			order_gaps_emit(out, &n, cur, end, why);
 			if (end == b)
 				done = true;

@@ -389,8 +389,8 @@ static int pf_snap_cmp(const void *a, const void *b)
 	return x->n < y->n ? -1 : x->n > y->n;
 }
 
-static int pf_outbox_load(void *ud, int (*each)(void *arg, const char *msg_id, const void *rec,
-                                                size_t len),
+static int pf_outbox_load(void *ud,
+                          int (*each)(void *arg, const char *msg_id, const void *rec, size_t len),
                           void *arg)
 {
 	struct pf_state *s = ud;
@@ -452,14 +452,14 @@ static void pf_close(void *ud)
 }
 
 const struct pigeon_persist_ops pgc_persist_files_ops = {
-	.load_cursor = pf_load_cursor,
-	.save_cursor = pf_save_cursor,
-	.outbox_put = pf_outbox_put,
-	.outbox_del = pf_outbox_del,
-	.outbox_load = pf_outbox_load,
-	.load_server = pf_load_server,
-	.save_server = pf_save_server,
-	.close = pf_close,
+    .load_cursor = pf_load_cursor,
+    .save_cursor = pf_save_cursor,
+    .outbox_put = pf_outbox_put,
+    .outbox_del = pf_outbox_del,
+    .outbox_load = pf_outbox_load,
+    .load_server = pf_load_server,
+    .save_server = pf_save_server,
+    .close = pf_close,
 };
 
 /* ---- open ---- */

@@ -25,8 +25,9 @@ static uint64_t ceiling_of(uint32_t attempt, uint32_t min_ms, uint32_t max_ms)
 static void test_bounds_for_every_attempt(void)
 {
 	static const uint32_t rnds[] = {0, 1, 12345, 0x7fffffff, 0x80000000u, UINT32_MAX};
-	static const uint32_t cfg[][2] = {{500, 60000}, {1, UINT32_MAX}, {1000, 1000},
-	                                  {UINT32_MAX, UINT32_MAX}, {0, 60000}, {70000, 60000}};
+	static const uint32_t cfg[][2] = {{500, 60000}, {1, UINT32_MAX},
+	                                  {1000, 1000}, {UINT32_MAX, UINT32_MAX},
+	                                  {0, 60000},   {70000, 60000}};
 	uint32_t attempt;
 	size_t r, c;
 	int bad = 0;
@@ -35,7 +36,8 @@ static void test_bounds_for_every_attempt(void)
 		for (attempt = 0; attempt <= 100; attempt++) {
 			uint64_t ceil = ceiling_of(attempt, cfg[c][0], cfg[c][1]);
 			for (r = 0; r < sizeof(rnds) / sizeof(rnds[0]); r++) {
-				uint32_t d = pgc_backoff_delay_ms(attempt, cfg[c][0], cfg[c][1], rnds[r]);
+				uint32_t d =
+				    pgc_backoff_delay_ms(attempt, cfg[c][0], cfg[c][1], rnds[r]);
 				if ((d < ceil / 2 || d > ceil) && bad++ < 10) {
 					fprintf(stderr, "  min %u max %u attempt %u rnd %u: %u\n",
 					        cfg[c][0], cfg[c][1], attempt, rnds[r], d);

@@ -137,7 +137,7 @@ static void test_death_falls_back_to_last_good_and_settles(void)
 	CHECK(k.settled);
 	CHECK_EQ(pgc_keepalive_interval(&k), 90);
 	CHECK_EQ(k.good_s, 90);
-	CHECK_EQ(k.deaths, 0); /* the death was at 120, not at the settled 90 */
+	CHECK_EQ(k.deaths, 0);   /* the death was at 120, not at the settled 90 */
 	for (i = 0; i < 19; i++) /* 1710 s: short of reprobe_s */
 		beat(&k, true);
 	CHECK_EQ(pgc_keepalive_interval(&k), 90); /* settled: no more growth */

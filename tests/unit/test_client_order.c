@@ -281,9 +281,10 @@ static void test_random_arrivals_yield_each_seq_once_in_order(void)
 				if (it.first != expect || it.last < it.first || it.last > N)
 					ok = false;
 				for (s = it.first; ok && s <= it.last; s++)
-					ok = it.env ? exists[s] && it.env->seq == s
-					            : !exists[s] && (it.why == PIGEON_GAP_RETENTION) ==
-					                                (s < oldest);
+					ok = it.env
+					         ? exists[s] && it.env->seq == s
+					         : !exists[s] && (it.why == PIGEON_GAP_RETENTION) ==
+					                             (s < oldest);
 				if (it.env)
 					pigeon__envelope__free_unpacked(it.env, NULL);
 				expect = it.last + 1;
