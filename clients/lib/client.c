@@ -94,9 +94,12 @@ void pgc_post(struct pigeon_client *c, struct pgc_event *ev)
 	pthread_mutex_unlock(&c->mu);
 }
 
+static void client_publish_stats(struct pigeon_client *c);
+
 void pgc_set_state(struct pigeon_client *c, enum pigeon_state s, int code, const char *text)
 {
 	c->state_now = s;
+	client_publish_stats(c); /* a state callback that asks for stats sees this moment */
 	if (c->cb.state) {
 		c->cb.state(c->ud, s, code, text ? text : "");
 	}
@@ -395,6 +398,7 @@ int pigeon_client_new(const struct pigeon_client_options *o, pigeon_client **out
 	if (!c->client_id || !c->inbox_topic || !c->reply_topic || !c->sub_topic) {
 		goto fail;
 	}
+	c->topic_len = strlen(c->inbox_topic);
 	if (o->n_servers == 0) {
 		c->servers[0] = strdup("tcp://127.0.0.1:1883");
 		c->n_servers = 1;

@@ -104,12 +104,12 @@ static int on_message(void *context, char *topic, int topic_len, MQTTAsync_messa
 		return 1;
 	}
 	ev->type = PGC_EV_OTHER;
-	if (topic_len == 0) { /* NUL-terminated, no NUL inside */
-		if (strcmp(topic, c->inbox_topic) == 0) {
-			ev->type = PGC_EV_INBOX;
-		} else if (strcmp(topic, c->reply_topic) == 0) {
-			ev->type = PGC_EV_REPLY;
-		}
+	/* topic_len is 0 when strlen() may be trusted (Paho passes it either way). */
+	size_t n = topic_len > 0 ? (size_t)topic_len : strlen(topic);
+	if (n == c->topic_len && memcmp(topic, c->inbox_topic, n) == 0) {
+		ev->type = PGC_EV_INBOX;
+	} else if (n == c->topic_len && memcmp(topic, c->reply_topic, n) == 0) {
+		ev->type = PGC_EV_REPLY;
 	}
 	ev->gen = ctx->gen;
 	ev->msg = m;
@@ -456,7 +456,9 @@ void pgc_conn_timers(struct pigeon_client *c, uint64_t now, uint64_t *next)
 			*next = c->conns[c->active].deadline_ms;
 		}
 		return;
-	default:
+	case PGC_LINK_RACING:
+		break;
+	case PGC_LINK_UP:
 		return;
 	}
 	/* RACING (just started above, or going on). */

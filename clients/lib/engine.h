@@ -149,6 +149,7 @@ struct pigeon_client {
 	uint32_t request_timeout_ms, keepalive_timeout_s, ack_batch, ack_delay_ms, sync_limit;
 	struct pgc_keepalive_config ka_cfg;
 	char *inbox_topic, *reply_topic, *sub_topic;
+	size_t topic_len; /* of inbox_topic and reply_topic (both im/<uid>/ + 5) */
 
 	pthread_t thread;
 	pthread_mutex_t pmu; /* serializes the persistence calls */
