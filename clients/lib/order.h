@@ -32,8 +32,9 @@ enum pgc_offer {
 
 /* What pgc_order_pop hands over: a message or a gap. */
 struct pgc_item {
-	Pigeon__Envelope *env; /* the caller's (pigeon__envelope__free_unpacked), or NULL for a gap */
-	uint64_t first, last;  /* the seq (env) or the gap's range, inclusive */
+	Pigeon__Envelope
+	    *env; /* the caller's (pigeon__envelope__free_unpacked), or NULL for a gap */
+	uint64_t first, last; /* the seq (env) or the gap's range, inclusive */
 	enum pigeon_gap_reason why;
 };
 
@@ -49,8 +50,8 @@ size_t pgc_order_held(const struct pgc_order *o);
 uint64_t pgc_order_highest(const struct pgc_order *o);
 
 /*
- * Offers one stored envelope (env->seq >= 1; takes ownership of env in
- * every case). -1 without memory (env freed).
+ * Offers one stored envelope (env->seq >= 1; seq 0 counts as a duplicate;
+ * takes ownership of env in every case). -1 without memory (env freed).
  */
 int pgc_order_offer(struct pgc_order *o, Pigeon__Envelope *env);
 
@@ -59,14 +60,17 @@ int pgc_order_offer(struct pgc_order *o, Pigeon__Envelope *env);
  * upto] not held or handed over will never come: upto is the last seq of
  * the page, or head_seq when `more` was false. Those become gaps; the ones
  * below oldest_seq have PGC reason RETENTION, the others GONE. Seqs at or
- * below the cursor are ignored. -1 without memory (nothing changed).
+ * below the cursor are ignored; a seq already proven keeps its first
+ * reason; a held envelope always wins over a gap (pop hands it over and
+ * the gap resumes after it). -1 without memory (nothing changed).
  */
 int pgc_order_settle(struct pgc_order *o, uint64_t after_seq, uint64_t upto, uint64_t oldest_seq);
 
 /*
  * Takes the next item in order into *it (a message whose seq is cursor+1,
- * or a gap starting there) and moves the cursor past it: true, or false when
- * the next seq is not here yet.
+ * or a gap starting there, as long as the proven-missing run of one reason
+ * goes, stopping before the lowest held seq) and moves the cursor past it:
+ * true, or false when the next seq is not here yet.
  */
 bool pgc_order_pop(struct pgc_order *o, struct pgc_item *it);
 
