@@ -210,13 +210,13 @@ def test_walkthrough(sh, broker, keys, mqtt, pb):
 
 def test_quick_start_app(sh):
     need_tool("pigeon-client")
-    p = sh.run("quick-app", timeout=60)
+    p = sh.run("quick-app", timeout=30)
     lines = [json.loads(x) for x in p.stdout.decode().splitlines() if x.startswith("{")]
     envs = [x for x in lines if "seq" in x and "body" in x]
     assert [(e["seq"], e["from"], e["to"], e["kind"], e["body"]) for e in envs] == \
         [(1, "alice", "bob", "CHAT", "hi bob")]
     # Run again: the cursor in bob-state is past it, nothing is printed.
-    again = sh.run(script=block("quick-app").splitlines()[-1], timeout=60)
+    again = sh.run(script=block("quick-app").splitlines()[-1], timeout=30)
     assert not [x for x in again.stdout.decode().splitlines() if '"seq"' in x]
 
 
