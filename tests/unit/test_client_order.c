@@ -223,6 +223,14 @@ static uint64_t rng(void)
 	return rng_state * 0x2545F4914F6CDD1DULL;
 }
 
+/* The seed: $PIGEON_TEST_SEED to replay a failure, else the clock. */
+static uint64_t test_seed(void)
+{
+	const char *env = getenv("PIGEON_TEST_SEED");
+
+	return (env != NULL ? strtoull(env, NULL, 10) : (uint64_t)time(NULL)) | 1;
+}
+
 /*
  * The property: an inbox of N seqs where some exist (will be offered) and the others are
  * gone; every existing seq offered 1-3 times, in a random order; settles come in as sync
@@ -233,7 +241,7 @@ static uint64_t rng(void)
 static void test_random_arrivals_yield_each_seq_once_in_order(void)
 {
 	enum { N = 2000, ROUNDS = 40 };
-	uint64_t seed = (uint64_t)time(NULL) | 1;
+	uint64_t seed = test_seed();
 	int round;
 
 	rng_state = seed;
@@ -312,6 +320,62 @@ static void test_random_arrivals_yield_each_seq_once_in_order(void)
 	}
 }
 
+/*
+ * The same with settles that lie (random ranges, as a stale or reordered sync reply might
+ * prove): what comes out is still each seq 1..N exactly once, in order, and every message
+ * carries the seq it is handed over as.
+ */
+static void test_random_settles_never_break_exactly_once(void)
+{
+	enum { N = 1000, ROUNDS = 40 };
+	uint64_t seed = test_seed() + 1;
+	int round;
+
+	rng_state = seed;
+	for (round = 0; round < ROUNDS; round++) {
+		struct pgc_order *o = pgc_order_new(0);
+		struct pgc_item it;
+		uint64_t expect = 1, s;
+		bool ok = true;
+		int i;
+
+		for (i = 0; i < 3 * N && ok; i++) {
+			if (rng() % 8 == 0) {
+				uint64_t after = rng() % (N + 1), upto = rng() % (N + 1);
+				ok = pgc_order_settle(o, after, upto, rng() % (N + 2)) == 0;
+			} else {
+				ok = pgc_order_offer(o, env_new(1 + rng() % N)) >= 0;
+			}
+			while (ok && pgc_order_pop(o, &it)) {
+				ok = it.first == expect && it.last >= it.first && it.last <= N &&
+				     (it.env == NULL
+				          ? it.why == PIGEON_GAP_RETENTION ||
+				                it.why == PIGEON_GAP_GONE
+				          : it.env->seq == it.first && it.last == it.first);
+				if (it.env)
+					pigeon__envelope__free_unpacked(it.env, NULL);
+				expect = it.last + 1;
+			}
+		}
+		CHECK_EQ(pgc_order_settle(o, 0, N, 0), 0); /* whatever is left is gone */
+		while (ok && pgc_order_pop(o, &it)) {
+			ok = it.first == expect;
+			if (it.env)
+				pigeon__envelope__free_unpacked(it.env, NULL);
+			expect = it.last + 1;
+		}
+		for (s = 1; ok && s <= N; s++)
+			ok = pgc_order_offer(o, env_new(s)) == PGC_OFFER_DUPLICATE;
+		if (!ok || expect != N + 1)
+			fprintf(stderr, "  seed %llu round %d: expect %llu\n",
+			        (unsigned long long)seed, round, (unsigned long long)expect);
+		CHECK(ok);
+		CHECK_EQ(expect, N + 1);
+		CHECK_EQ(pgc_order_held(o), 0);
+		pgc_order_free(o);
+	}
+}
+
 /* A 10,000-message catch-up, live deliveries ahead of the sync, runs in well under a
  * second (it is O(n log n)). */
 static void test_catch_up_of_10000_is_fast(void)
@@ -354,6 +418,7 @@ int main(void)
 	RUN(test_seqs_near_uint64_max);
 	RUN(test_free_releases_what_is_held);
 	RUN(test_random_arrivals_yield_each_seq_once_in_order);
+	RUN(test_random_settles_never_break_exactly_once);
 	RUN(test_catch_up_of_10000_is_fast);
 	return check_exit();
 }
