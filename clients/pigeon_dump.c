@@ -7,11 +7,14 @@
  *
  * Each input line is HEX (mosquitto_sub -F %x), TOPIC HEX (-F '%t %x') or
  * TOPIC PAYLOAD (-v, a printable payload); the topic picks the message
- * type (pg_dump_kind_of_topic), --type forces one, bare hex without it is an
+ * type (pgdump_kind_of_topic), --type forces one, bare hex without it is an
  * Envelope. --raw reads each input (a file, or stdin) whole as one binary
  * message. One JSON object per line on stdout, flushed at once (it sits in
  * live pipes); a line that does not decode is reported on stderr with its
  * number, the next lines go on, and the exit status is 1 at the end.
+ *
+ * The decoding is clients/common/dump_line.c (also fuzzed there,
+ * tests/fuzz/fuzz_dump_line.c); this file has the arguments and the I/O.
  *
  * Single-threaded. Every buffer is owned by main's loop (the line buffer,
  * reused) or by the function that allocates it.
@@ -21,52 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include <cjson/cJSON.h>
-
-#include "pb_json.h"
-#include "pigeon.pb-c.h"
+#include "dump_line.h"
 
 /* A 64 KiB body is 128 KiB of hex; a 256 KiB SyncReply 512 KiB. Room to spare. */
 #define DUMP_LINE_MAX (8u << 20)
 /* --raw: the largest message read whole. */
 #define DUMP_RAW_MAX (64u << 20)
-
-/* What a payload is: one of the four protobuf messages, or a raw body. */
-enum dump_kind {
-	DUMP_NONE = 0,
-	DUMP_ENVELOPE,
-	DUMP_REPLY,
-	DUMP_PRESENCE,
-	DUMP_REQUEST,
-	DUMP_CHAT,    /* im/<to>/chat: the body as sent */
-	DUMP_NOTIFY,  /* im/<to>/notify/<type> */
-	DUMP_INSTANT, /* im/<to>/instant */
-	DUMP_SYS,     /* $SYS/...: a text value */
-	DUMP_OTHER,   /* any other topic: refused unless --type is given */
-};
-
-static const struct {
-	const char *name; /* the "type" printed */
-	const ProtobufCMessageDescriptor *desc;
-} dump_kinds[] = {
-    [DUMP_NONE] = {"", NULL},
-    [DUMP_ENVELOPE] = {"Envelope", &pigeon__envelope__descriptor},
-    [DUMP_REPLY] = {"Reply", &pigeon__reply__descriptor},
-    [DUMP_PRESENCE] = {"Presence", &pigeon__presence__descriptor},
-    [DUMP_REQUEST] = {"Request", &pigeon__request__descriptor},
-    [DUMP_CHAT] = {"chat", NULL},
-    [DUMP_NOTIFY] = {"notify", NULL},
-    [DUMP_INSTANT] = {"instant", NULL},
-    [DUMP_SYS] = {"sys", NULL},
-    [DUMP_OTHER] = {"raw", NULL},
-};
-
-struct dump_opts {
-	enum dump_kind forced; /* --type, DUMP_NONE if not given */
-	int raw;
-};
 
 static void dump_usage(FILE *out)
 {
@@ -94,209 +58,17 @@ static void dump_usage(FILE *out)
 	        "Usage errors exit 2. docs/debugging.md has the details and jq recipes.\n");
 }
 
-/* --type's argument, DUMP_NONE if unknown. Case-insensitive. */
-static enum dump_kind dump_parse_type(const char *s)
-{
-	for (int k = DUMP_ENVELOPE; k <= DUMP_REQUEST; k++)
-		if (strcasecmp(s, dump_kinds[k].name) == 0)
-			return (enum dump_kind)k;
-	return DUMP_NONE;
-}
-
 /*
- * 1 if t is im/<x>/<kind> (with_type 0) or im/<x>/<kind>/<type>
- * (with_type 1), every segment non-empty.
+ * Writes one JSON line and flushes it (pigeon-dump sits in live pipes).
+ * 0, or -2 with why when stdout failed.
  */
-static int dump_topic_is(const char *t, const char *kind, int with_type)
+static int dump_print(const char *json, char *why, size_t whylen)
 {
-	if (strncmp(t, "im/", 3) != 0)
-		return 0;
-	const char *uid = t + 3, *slash = strchr(uid, '/');
-	if (slash == NULL || slash == uid)
-		return 0;
-	size_t klen = strlen(kind);
-	if (strncmp(slash + 1, kind, klen) != 0)
-		return 0;
-	const char *rest = slash + 1 + klen;
-	if (!with_type)
-		return *rest == '\0';
-	return rest[0] == '/' && rest[1] != '\0' && strchr(rest + 1, '/') == NULL;
-}
-
-/* The type a topic carries (docs/protocol.md, Topics). */
-static enum dump_kind dump_kind_of_topic(const char *t)
-{
-	if (dump_topic_is(t, "inbox", 0))
-		return DUMP_ENVELOPE;
-	if (dump_topic_is(t, "reply", 0))
-		return DUMP_REPLY;
-	if (dump_topic_is(t, "presence", 0))
-		return DUMP_PRESENCE;
-	if (strcmp(t, "$CONTROL/pigeon/v1") == 0)
-		return DUMP_REQUEST;
-	if (dump_topic_is(t, "chat", 0))
-		return DUMP_CHAT;
-	if (dump_topic_is(t, "notify", 1))
-		return DUMP_NOTIFY;
-	if (dump_topic_is(t, "instant", 0))
-		return DUMP_INSTANT;
-	if (strncmp(t, "$SYS/", 5) == 0)
-		return DUMP_SYS;
-	return DUMP_OTHER;
-}
-
-static int dump_hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* 1 if s[0..n) is a whole number of hex bytes (n even, not 0). */
-static int dump_is_hex(const char *s, size_t n)
-{
-	if (n == 0 || n % 2 != 0)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (dump_hexval((unsigned char)s[i]) < 0)
-			return 0;
-	return 1;
-}
-
-/* Decodes hex s[0..n) (dump_is_hex) in place: the bytes are n / 2 long. */
-static size_t dump_unhex(char *s, size_t n)
-{
-	unsigned char *out = (unsigned char *)s;
-	for (size_t i = 0; i < n; i += 2)
-		out[i / 2] = (unsigned char)(dump_hexval((unsigned char)s[i]) << 4 |
-		                             dump_hexval((unsigned char)s[i + 1]));
-	return n / 2;
-}
-
-/* Why hex s[0..n) is not hex, for the error line. */
-static void dump_why_not_hex(const char *s, size_t n, char *why, size_t len)
-{
-	for (size_t i = 0; i < n; i++)
-		if (dump_hexval((unsigned char)s[i]) < 0) {
-			snprintf(why, len, "not hex (character %zu)", i + 1);
-			return;
-		}
-	snprintf(why, len, "not hex (odd length %zu)", n);
-}
-
-/*
- * Prints {"topic":...,"type":...,"message":...} for payload p[0..n) of
- * kind k, topic NULL for none. 0, or -1 with the reason in why.
- */
-static int dump_emit(const char *topic, enum dump_kind k, const uint8_t *p, size_t n, char *why,
-                     size_t whylen)
-{
-	int rc = -1;
-	ProtobufCMessage *m = NULL;
-	cJSON *out = cJSON_CreateObject();
-	cJSON *msg = NULL;
-	char *line = NULL;
-
-	if (out == NULL)
-		goto oom;
-	if (topic && !cJSON_AddStringToObject(out, "topic", topic))
-		goto oom;
-	if (!cJSON_AddStringToObject(out, "type", dump_kinds[k].name))
-		goto oom;
-	if (dump_kinds[k].desc != NULL) {
-		m = protobuf_c_message_unpack(dump_kinds[k].desc, NULL, n, p);
-		if (m == NULL) {
-			snprintf(why, whylen, "not a valid %s (%zu bytes)", dump_kinds[k].name, n);
-			goto out;
-		}
-		msg = pgcli_pb_to_cjson(m);
-		if (msg == NULL)
-			goto oom;
-	} else {
-		msg = cJSON_CreateObject();
-		if (msg == NULL)
-			goto oom;
-		if (pgcli_json_add_bytes(msg, k == DUMP_SYS ? "value" : "body", p, n) != 0)
-			goto oom;
-	}
-	cJSON_AddItemToObject(out, "message", msg);
-	msg = NULL;
-	line = cJSON_PrintUnformatted(out);
-	if (line == NULL)
-		goto oom;
-	if (fputs(line, stdout) == EOF || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
+	if (fputs(json, stdout) == EOF || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
 		snprintf(why, whylen, "writing the output: %s", strerror(errno));
-		rc = -2;
-		goto out;
+		return -2;
 	}
-	rc = 0;
-	goto out;
-oom:
-	snprintf(why, whylen, "out of memory");
-out:
-	free(line);
-	cJSON_Delete(msg);
-	cJSON_Delete(out);
-	if (m)
-		protobuf_c_message_free_unpacked(m, NULL);
-	return rc;
-}
-
-/*
- * One input line s[0..n) (no newline, NUL-terminated at n; modified in
- * place); *text_mode is the stream's (see below). 0 when printed or skipped, -1 with why when it
- * does not decode, -2 when stdout failed.
- */
-static int dump_line(const struct dump_opts *o, int *text_mode, char *s, size_t n, char *why,
-                     size_t whylen)
-{
-	if (n > 0 && s[n - 1] == '\r')
-		s[--n] = '\0';
-	if (n == 0)
-		return 0;
-	char *sp = memchr(s, ' ', n);
-	if (sp == NULL) {
-		if (!dump_is_hex(s, n)) {
-			if (memchr(s, '/', n) != NULL && pgcli_utf8_text((const uint8_t *)s, n))
-				snprintf(why, whylen, "a topic without a payload");
-			else
-				dump_why_not_hex(s, n, why, whylen);
-			return -1;
-		}
-		n = dump_unhex(s, n);
-		return dump_emit(NULL, o->forced ? o->forced : DUMP_ENVELOPE, (uint8_t *)s, n, why,
-		                 whylen);
-	}
-	*sp = '\0';
-	const char *topic = s;
-	char *payload = sp + 1;
-	size_t plen = n - (size_t)(payload - s);
-	if (sp == s || !pgcli_utf8_text((const uint8_t *)topic, (size_t)(sp - s))) {
-		snprintf(why, whylen, "no topic before the payload, or a topic that is not UTF-8");
-		return -1;
-	}
-	enum dump_kind k = o->forced ? o->forced : dump_kind_of_topic(topic);
-	if (k == DUMP_OTHER) {
-		/* No pigeon client may see another topic: this is not a capture. */
-		snprintf(why, whylen, "not a pigeon topic (see --help)");
-		return -1;
-	}
-	/*
-	 * A payload after a topic is hex (-F '%t %x') or as printed (-v), and
-	 * a stream is all one or the other: the first payload that is not hex
-	 * shows it is -v, and from then on every payload is taken as printed
-	 * (a text "42" is not the byte 0x42). Until then a payload made of hex
-	 * digits is hex, as in the README's pipe.
-	 */
-	if (!*text_mode && dump_is_hex(payload, plen))
-		plen = dump_unhex(payload, plen);
-	else if (plen > 0)
-		*text_mode = 1;
-	return dump_emit(topic, k, (uint8_t *)payload, plen, why, whylen);
+	return 0;
 }
 
 /*
@@ -342,7 +114,7 @@ static int dump_read_line(FILE *f, char **buf, size_t *cap, size_t *len)
 }
 
 /* Every line of f; name is NULL for standard input. 0, 1 if a line failed, 2 if stdout did. */
-static int dump_lines(const struct dump_opts *o, FILE *f, const char *name)
+static int dump_lines(const struct pgdump_opts *o, FILE *f, const char *name)
 {
 	char *buf = NULL, why[256];
 	size_t cap = 0, len = 0;
@@ -361,7 +133,11 @@ static int dump_lines(const struct dump_opts *o, FILE *f, const char *name)
 			snprintf(why, sizeof(why), "longer than %u bytes, skipped",
 			         (unsigned)DUMP_LINE_MAX);
 		} else {
-			r = dump_line(o, &text_mode, buf, len, why, sizeof(why));
+			char *json = NULL;
+			r = pgdump_line(o, &text_mode, buf, len, &json, why, sizeof(why));
+			if (r == 0 && json != NULL)
+				r = dump_print(json, why, sizeof(why));
+			free(json);
 			if (r == 0)
 				continue;
 			if (r == -2) {
@@ -379,7 +155,7 @@ static int dump_lines(const struct dump_opts *o, FILE *f, const char *name)
 }
 
 /* All of f as one message (--raw). 0, 1 if it did not decode, 2 if stdout failed. */
-static int dump_raw(const struct dump_opts *o, FILE *f, const char *name)
+static int dump_raw(const struct pgdump_opts *o, FILE *f, const char *name)
 {
 	char why[256];
 	size_t cap = 65536, n = 0;
@@ -410,7 +186,12 @@ static int dump_raw(const struct dump_opts *o, FILE *f, const char *name)
 		snprintf(why, sizeof(why), "reading: %s", strerror(errno));
 		goto fail;
 	}
-	int r = dump_emit(NULL, o->forced ? o->forced : DUMP_ENVELOPE, buf, n, why, sizeof(why));
+	char *json = NULL;
+	int r = pgdump_payload(NULL, o->forced ? o->forced : PGDUMP_ENVELOPE, buf, n, &json, why,
+	                       sizeof(why));
+	if (r == 0)
+		r = dump_print(json, why, sizeof(why));
+	free(json);
 	if (r == -2) {
 		fprintf(stderr, "pigeon-dump: %s\n", why);
 		free(buf);
@@ -434,15 +215,15 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'H'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct dump_opts o = {DUMP_NONE, 0};
+	struct pgdump_opts o = {PGDUMP_NONE, 0};
 	int c, status = 0;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			o.forced = dump_parse_type(optarg);
-			if (o.forced == DUMP_NONE) {
+			o.forced = pgdump_parse_type(optarg);
+			if (o.forced == PGDUMP_NONE) {
 				fprintf(stderr,
 				        "pigeon-dump: unknown --type '%s' (envelope, reply, "
 				        "presence or "
