@@ -587,22 +587,24 @@ static void ps_on_connect(void *ctx, MQTTAsync_successData5 *r)
 static void ps_on_connect_failure(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct ps_state *s = ctx;
+	/* Paho 1.3 puts a refused CONNACK's reason in code, not reasonCode. */
+	int reason = r->reasonCode ? (int)r->reasonCode : r->code > 0 ? r->code : 0;
 	const char *why;
 
-	switch ((int)r->reasonCode) {
+	switch (reason) {
 	case 0:
 		why = r->message ? r->message : MQTTAsync_strerror(r->code);
 		ps_fail_conn(s, 0, "cannot connect", why);
 		return;
 	case MQTTREASONCODE_NOT_AUTHORIZED:
 	case MQTTREASONCODE_BAD_USER_NAME_OR_PASSWORD:
-		ps_fail_conn(s, r->reasonCode, "the broker refused the login",
+		ps_fail_conn(s, reason, "the broker refused the login",
 		             "not authorized (a bad, expired or revoked token, or a uid or device "
 		             "that does not match it)");
 		return;
 	default:
-		ps_fail_conn(s, r->reasonCode, "the broker refused the login",
-		             MQTTReasonCode_toString(r->reasonCode));
+		ps_fail_conn(s, reason, "the broker refused the login",
+		             MQTTReasonCode_toString((enum MQTTReasonCodes)reason));
 	}
 }
 
@@ -619,15 +621,15 @@ static void ps_on_lost(void *ctx, char *cause)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* Copies text as one printable line (no control bytes). */
-static void ps_copy_line(char *dst, size_t cap, const char *src, size_t n)
+/* Copies text as one printable line: no control bytes, and only ASCII if ascii. */
+static void ps_copy_line(char *dst, size_t cap, const char *src, size_t n, bool ascii)
 {
 	size_t o = 0;
 
 	for (size_t i = 0; i < n && o + 1 < cap; i++) {
 		unsigned char c = (unsigned char)src[i];
 
-		dst[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		dst[o++] = (c < 0x20 || c == 0x7f || (ascii && c > 0x7f)) ? '?' : (char)c;
 	}
 	dst[o] = '\0';
 }
@@ -652,7 +654,7 @@ static void ps_on_reply(struct ps_state *s, const Pigeon__Reply *r)
 		} else {
 			const char *e = r->error && *r->error ? r->error : "refused";
 
-			ps_copy_line(slot->error, sizeof(slot->error), e, strlen(e));
+			ps_copy_line(slot->error, sizeof(slot->error), e, strlen(e), false);
 		}
 		s->replies++;
 		pthread_cond_broadcast(&s->cv);
@@ -825,7 +827,7 @@ static bool ps_print(const struct ps_slot *slot)
 		char shown[80];
 		size_t n = strlen(slot->uid);
 
-		ps_copy_line(shown, 65, slot->uid, n);
+		ps_copy_line(shown, 65, slot->uid, n, true);
 		printf("%s%s error 400 bad uid\n", shown, n > 64 ? "..." : "");
 		return true;
 	}
