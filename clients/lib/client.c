@@ -192,6 +192,10 @@ static void *client_thread(void *arg)
 		uint64_t next = now + 60000;
 		pgc_conn_timers(c, now, &next);
 		pgc_session_timers(c, now, &next);
+		/* The session may have dropped the link just now (a silent death). */
+		if (c->link == PGC_LINK_IDLE && c->reconnect_ms < next) {
+			next = c->reconnect_ms;
+		}
 		pgc_conn_free_retired(c, false);
 		client_publish_stats(c);
 

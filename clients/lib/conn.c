@@ -359,7 +359,7 @@ static void conn_won(struct pigeon_client *c, size_t i, uint64_t now)
 	}
 	c->link = PGC_LINK_SUBSCRIBING;
 	k->deadline_ms = now + c->connect_timeout_ms;
-	c->last_io_ms = now;
+	c->last_rx_ms = c->last_tx_ms = now;
 }
 
 static int conn_find(struct pigeon_client *c, uint64_t gen)
@@ -417,7 +417,7 @@ void pgc_conn_event(struct pigeon_client *c, struct pgc_event *ev, uint64_t now)
 	case PGC_EV_INBOX:
 	case PGC_EV_REPLY:
 		if (i == c->active && c->link == PGC_LINK_UP) {
-			c->last_io_ms = now;
+			c->last_rx_ms = now;
 			const void *p = ev->msg->payload;
 			size_t n = ev->msg->payloadlen > 0 ? (size_t)ev->msg->payloadlen : 0;
 			if (ev->type == PGC_EV_INBOX) {
@@ -517,7 +517,7 @@ int pgc_conn_publish(struct pigeon_client *c, const char *topic, const void *buf
 	if (rc != MQTTASYNC_SUCCESS) {
 		return PIGEON_EMQTT;
 	}
-	c->last_io_ms = pgc_now_ms();
+	c->last_tx_ms = pgc_now_ms();
 	return 0;
 }
 

@@ -185,8 +185,10 @@ struct pigeon_client {
 	struct pgc_req *reqs; /* by id */
 	struct pgc_req *sync_req;
 	struct pgc_req *hb_req;
-	bool initial_sync; /* the connect-time sync is running: SYNCED when it ends */
-	uint64_t last_io_ms;
+	bool initial_sync;   /* the connect-time sync is running: SYNCED when it ends */
+	uint64_t last_rx_ms; /* the last message received: proves the connection alive */
+	uint64_t last_tx_ms; /* the last publish */
+	bool hb_idle;        /* nothing was sent in the interval the heartbeat tests */
 
 	uint64_t acked;          /* the highest seq whose ack the broker answered */
 	uint64_t saved_cursor;   /* the cursor the persistence has */

@@ -310,7 +310,7 @@ static void session_heartbeat_reply(struct pigeon_client *c, struct pgc_req *r, 
 {
 	session_req_remove(c, r);
 	/* Any answer, even an error, proves the connection alive. */
-	pgc_keepalive_answered(&c->ka, true, now);
+	pgc_keepalive_answered(&c->ka, c->hb_idle, now);
 	c->priv.heartbeats++;
 	if (rep->code == 0 && rep->body_case == PIGEON__REPLY__BODY_SYNC && rep->sync &&
 	    rep->sync->head_seq > pgc_order_cursor(c->order)) {
@@ -595,7 +595,7 @@ out:
 void pgc_session_up(struct pigeon_client *c, uint64_t now)
 {
 	c->proto_noted = false;
-	c->last_io_ms = now;
+	c->last_rx_ms = c->last_tx_ms = now;
 	c->initial_sync = true;
 	session_sync(c, pgc_order_cursor(c->order), c->sync_limit, PGC_REQ_SYNC, now);
 	pgc_set_state(c, PIGEON_ONLINE, 0, "");
@@ -666,8 +666,10 @@ void pgc_session_timers(struct pigeon_client *c, uint64_t now, uint64_t *next)
 			*next = dead;
 		}
 	} else {
-		uint64_t due = c->last_io_ms + (uint64_t)pgc_keepalive_interval(&c->ka) * 1000u;
+		/* Only what is received proves the connection alive: sends alone do not. */
+		uint64_t due = c->last_rx_ms + (uint64_t)pgc_keepalive_interval(&c->ka) * 1000u;
 		if (now >= due) {
+			c->hb_idle = c->last_tx_ms <= c->last_rx_ms;
 			session_sync(c, pgc_order_cursor(c->order), 1, PGC_REQ_HEARTBEAT, now);
 			if (c->hb_req) {
 				due = now + (uint64_t)c->keepalive_timeout_s * 1000u;
