@@ -59,8 +59,8 @@ class _Conn:
                     time.sleep(POLL_S / 2)  # blackholed: leave the bytes where they are
                     continue
                 r, _, _ = select.select([src], [], [], POLL_S)
-                if not r:
-                    continue
+                if not r or direction in self.proxy._held:
+                    continue  # (held while we waited: the bytes stay where they are)
                 data = src.recv(65536)
                 if not data:
                     break
