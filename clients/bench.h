@@ -12,5 +12,6 @@ int bench_catchup(int argc, char **argv);
 int bench_notify(int argc, char **argv);
 int bench_push_load(int argc, char **argv);
 int bench_latency(int argc, char **argv);
+int bench_client_catchup(int argc, char **argv);
 
 #endif

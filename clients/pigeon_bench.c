@@ -582,6 +582,10 @@ static const struct {
      "latency --port P --secret-file F [--to UID (lat0)] [--rate R (2000)]\n"
      "        [--count N (20000)] [--size B (256)] [--warmup N (0)] [--time-limit S]\n"
      "        publish -> delivery latency to UID:phone at R msg/s on a fixed schedule\n"},
+    {"client-catchup", bench_client_catchup,
+     "client-catchup --port P --secret-file F [--count N (10000)] [--to UID (cc0)]\n"
+     "        N stored for UID, then timed: libpigeon-client from start to the N-th\n"
+     "        message handed to the app (fresh state dir)\n"},
 };
 #define BENCH_NCOMMANDS (sizeof(bench_commands) / sizeof(bench_commands[0]))
 
