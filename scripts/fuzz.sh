@@ -26,7 +26,7 @@ bash scripts/install-deps.sh
 seconds=${PIGEON_FUZZ_SECONDS:-60}
 build=${PIGEON_FUZZ_BUILD:-build-fuzz}
 cc=${PIGEON_FUZZ_CC:-clang}
-all=(token claims request topic journal push_answer)
+all=(token claims request topic journal push_answer dump_line)
 if [ $# -gt 0 ]; then
 	targets=("$@")
 else
@@ -44,7 +44,8 @@ done
 # is slow (a store per input) and its inputs are sequences: without
 # -len_control=0 a one-minute run would never grow past a few requests.
 # push_answer: provider answers are small JSON; 8 KiB leaves room for
-# long strings and deep nesting.
+# long strings and deep nesting. dump_line: 8 KiB is a 4 KiB message in
+# hex, a SyncReply of a few dozen Envelopes.
 target_opts() {
 	case $1 in
 	token) echo -max_len=4200 ;;
@@ -53,6 +54,7 @@ target_opts() {
 	request) echo -max_len=4096 -len_control=0 ;;
 	journal) echo -max_len=16384 ;;
 	push_answer) echo -max_len=8192 ;;
+	dump_line) echo -max_len=8192 ;;
 	esac
 }
 
