@@ -155,10 +155,22 @@ int pgdump_payload(const char *topic, enum pgdump_kind k, const uint8_t *p, size
 	if (!cJSON_AddStringToObject(out, "type", pgdump_kind_name(k)))
 		goto oom;
 	if (pgdump_kinds[k].desc != NULL) {
+		if (n > PGDUMP_MESSAGE_MAX) {
+			snprintf(why, whylen, "%s of %zu bytes, larger than pigeon sends (%u)",
+			         pgdump_kinds[k].name, n, (unsigned)PGDUMP_MESSAGE_MAX);
+			goto out;
+		}
 		m = protobuf_c_message_unpack(pgdump_kinds[k].desc, NULL, n, p);
 		if (m == NULL) {
 			snprintf(why, whylen, "not a valid %s (%zu bytes)", pgdump_kinds[k].name,
 			         n);
+			goto out;
+		}
+		/* Before anything is built: pb_json.h, PGCLI_PB_JSON_MAX_ELEMENTS. */
+		if (pgcli_pb_elements(m) > PGCLI_PB_JSON_MAX_ELEMENTS) {
+			snprintf(why, whylen,
+			         "%s with more than %u repeated elements, more than pigeon sends",
+			         pgdump_kinds[k].name, (unsigned)PGCLI_PB_JSON_MAX_ELEMENTS);
 			goto out;
 		}
 		msg = pgcli_pb_to_cjson(m);

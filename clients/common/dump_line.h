@@ -34,6 +34,17 @@ enum pgdump_kind {
 	PGDUMP_OTHER,   /* any other topic: refused unless --type is given */
 };
 
+/*
+ * The largest protobuf payload decoded, in bytes. The largest message
+ * pigeon sends is a SyncReply: 256 KiB of envelopes and at least one,
+ * which may be as large as plugin_opt_max_body (at most 1 MiB) plus about
+ * 2 KiB (docs/protocol.md, Limits). Unpacking costs up to ~70 times the
+ * input (an empty submessage is 2 bytes on the wire, a struct and a
+ * pointer unpacked), so the bound is what keeps a hostile payload cheap;
+ * payloads that are not protobuf (chat, $SYS, ...) have no such bound.
+ */
+#define PGDUMP_MESSAGE_MAX (2u << 20)
+
 /* The last protobuf kind: --type takes PGDUMP_ENVELOPE..PGDUMP_LAST_MESSAGE. */
 #define PGDUMP_LAST_MESSAGE PGDUMP_REQUEST
 
@@ -53,8 +64,10 @@ enum pgdump_kind pgdump_kind_of_topic(const char *t);
 
 /*
  * The JSON line of payload p[0..n) of kind k (not PGDUMP_NONE), topic NULL
- * for none: 0 with *json (no newline), or -1 with the reason in why (a
- * message that does not unpack, or out of memory) and *json NULL.
+ * for none: 0 with *json (no newline), or -1 with the reason in why and
+ * *json NULL: a message that does not unpack, is larger than
+ * PGDUMP_MESSAGE_MAX or holds more than PGCLI_PB_JSON_MAX_ELEMENTS
+ * repeated elements (pb_json.h), or out of memory.
  */
 int pgdump_payload(const char *topic, enum pgdump_kind k, const uint8_t *p, size_t n, char **json,
                    char *why, size_t whylen);

@@ -320,8 +320,49 @@ fail:
 	return NULL;
 }
 
+/* pgcli_pb_elements below depth; stops counting past the bound (never overflows). */
+static size_t pb_json_elements(const ProtobufCMessage *m, int depth)
+{
+	if (m == NULL || m->descriptor == NULL || depth > PB_JSON_MAX_DEPTH)
+		return 0;
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
+	size_t total = 0;
+	for (unsigned i = 0; i < d->n_fields && total <= PGCLI_PB_JSON_MAX_ELEMENTS; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const void *p = base + f->offset;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			total +=
+			    n > PGCLI_PB_JSON_MAX_ELEMENTS ? PGCLI_PB_JSON_MAX_ELEMENTS + 1 : n;
+			const ProtobufCMessage *const *arr =
+			    *(const ProtobufCMessage *const *const *)p;
+			if (f->type != PROTOBUF_C_TYPE_MESSAGE || arr == NULL)
+				continue;
+			for (size_t k = 0; k < n && total <= PGCLI_PB_JSON_MAX_ELEMENTS; k++)
+				total += pb_json_elements(arr[k], depth + 1);
+			continue;
+		}
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		total += pb_json_elements(*(const ProtobufCMessage *const *)p, depth + 1);
+	}
+	return total;
+}
+
+size_t pgcli_pb_elements(const ProtobufCMessage *m)
+{
+	return pb_json_elements(m, 0);
+}
+
 cJSON *pgcli_pb_to_cjson(const ProtobufCMessage *m)
 {
+	/* Bounded before anything is built: see PGCLI_PB_JSON_MAX_ELEMENTS. */
+	if (pgcli_pb_elements(m) > PGCLI_PB_JSON_MAX_ELEMENTS)
+		return NULL;
 	return pb_json_message(m, 0);
 }
 

@@ -31,14 +31,32 @@
 #include <protobuf-c/protobuf-c.h>
 
 /*
+ * The most elements, in all repeated fields of a message and of the
+ * messages in it together, that pgcli_pb_to_cjson prints. Each element
+ * costs a cJSON node per field (a 2-byte empty Envelope in a SyncReply
+ * becomes about 1.8 KB of tree), so without a bound a few MiB of input
+ * would take gigabytes. 16 times a full SyncReply (1000 messages,
+ * docs/protocol.md); a Presence lists a user's few devices.
+ */
+#define PGCLI_PB_JSON_MAX_ELEMENTS 16384
+
+/*
+ * The number of elements in all repeated fields of m and of the messages
+ * in it (0 for NULL): what PGCLI_PB_JSON_MAX_ELEMENTS bounds. Counting
+ * stops once past it: then some number above the bound, not the total.
+ */
+size_t pgcli_pb_elements(const ProtobufCMessage *m);
+
+/*
  * m as a cJSON object (the caller's: cJSON_Delete), NULL when out of
- * memory or m is NULL.
+ * memory, m is NULL or it holds more than PGCLI_PB_JSON_MAX_ELEMENTS
+ * repeated elements (pgcli_pb_elements tells which).
  */
 cJSON *pgcli_pb_to_cjson(const ProtobufCMessage *m);
 
 /*
  * m as a one-line JSON object, no trailing newline; malloc'd, the caller's
- * (free). NULL when out of memory or m is NULL.
+ * (free). NULL as pgcli_pb_to_cjson.
  */
 char *pgcli_pb_to_json(const ProtobufCMessage *m);
 

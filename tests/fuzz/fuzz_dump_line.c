@@ -24,7 +24,9 @@
  * decoded unless the stream is in text mode, a stream turning to text
  * mode at its first payload that is not hex, never back): a protobuf
  * type's "message" is exactly pgcli_pb_to_cjson of that payload unpacked
- * here, which must not fail on a message that unpacks, and stays the same
+ * here, which must not fail on a message that unpacks (within
+ * PGCLI_PB_JSON_MAX_ELEMENTS, which a fuzz input is too short to pass),
+ * and stays the same
  * after the message is packed and unpacked again (the JSON shows the
  * message, not its encoding); a payload type's "body" (or $SYS "value") is
  * the payload itself as a string, or "body_base64" whose base64 decodes
@@ -177,7 +179,12 @@ static cJSON *message_json(enum pgdump_kind k, const uint8_t *p, size_t n, bool 
 		return NULL;
 	}
 	cJSON *j = pgcli_pb_to_cjson(m);
-	/* A message that unpacked always prints: the walk has no other failure. */
+	/* A message that unpacked prints unless it is too big to (pb_json.h). */
+	if (pgcli_pb_elements(m) > PGCLI_PB_JSON_MAX_ELEMENTS) {
+		FUZZ_CHECK(j == NULL);
+		protobuf_c_message_free_unpacked(m, NULL);
+		return NULL;
+	}
 	FUZZ_CHECK(j != NULL);
 	if (repack) {
 		size_t n2 = protobuf_c_message_get_packed_size(m);

@@ -219,6 +219,32 @@ def test_huge_lines(pb):
     assert "line 2: longer than" in err
 
 
+def test_huge_messages_are_refused_before_they_cost_gigabytes(pb):
+    # An empty Envelope is 2 bytes on the wire and ~1.8 KB as a cJSON tree:
+    # 2M of them in an 8 MiB line took 3.7 GB and 13 s before the bounds
+    # (PGCLI_PB_JSON_MAX_ELEMENTS 16384, PGDUMP_MESSAGE_MAX 2 MiB).
+    def sync_of(n):
+        return pb.Reply(id=1, sync=pb.SyncReply(messages=[pb.Envelope()] * n)).SerializeToString()
+    ok, over = sync_of(16000), sync_of(16385)
+    rc, out, err = dump(stdin=f"im/a/reply {ok.hex()}\nim/a/reply {over.hex()}\n")
+    assert rc == 1 and len(out) == 1 and len(out[0]["message"]["sync"]["messages"]) == 16000
+    assert "line 2: Reply with more than 16384 repeated elements" in err
+    # 1M empty Envelopes in a 2 MiB Reply: refused without building anything.
+    rc, out, err = dump("--raw", "--type", "reply", stdin=sync_of(1_048_570))
+    assert rc == 1 and out == [] and "more than 16384 repeated elements" in err
+    # Over PGDUMP_MESSAGE_MAX: refused before unpacking, and the next line goes on.
+    big = pb.Envelope(seq=3, body=b"x" * (3 << 20)).SerializeToString()
+    small = pb.Envelope(seq=4, body=b"y" * (1 << 20)).SerializeToString()  # max_body's maximum
+    rc, out, err = dump(stdin=f"{big.hex()}\n{small.hex()}\n")
+    assert rc == 1 and [o["message"]["seq"] for o in out] == [4]
+    assert "line 1: Envelope of" in err and "larger than pigeon sends" in err
+    rc, out, err = dump("--raw", stdin=big)
+    assert rc == 1 and out == [] and "larger than pigeon sends" in err
+    # Payloads that are not protobuf have only the line bound.
+    rc, out, _ = dump(stdin=f"im/a/chat {(b'z' * (3 << 20)).hex()}\n")
+    assert rc == 0 and len(out[0]["message"]["body"]) == 3 << 20
+
+
 def test_options():
     p = subprocess.run([str(DUMP), "--help"], capture_output=True, text=True, timeout=10,
                        env=tool_env())
