@@ -94,12 +94,10 @@ void pgc_post(struct pigeon_client *c, struct pgc_event *ev)
 	pthread_mutex_unlock(&c->mu);
 }
 
-static void client_publish_stats(struct pigeon_client *c);
-
 void pgc_set_state(struct pigeon_client *c, enum pigeon_state s, int code, const char *text)
 {
 	c->state_now = s;
-	client_publish_stats(c); /* a state callback that asks for stats sees this moment */
+	pgc_stats_publish(c); /* a state callback that asks for stats sees this moment */
 	if (c->cb.state) {
 		c->cb.state(c->ud, s, code, text ? text : "");
 	}
@@ -152,7 +150,7 @@ static void client_handle(struct pigeon_client *c, struct pgc_event *ev, uint64_
 	}
 }
 
-static void client_publish_stats(struct pigeon_client *c)
+void pgc_stats_publish(struct pigeon_client *c)
 {
 	c->priv.cursor = pgc_order_cursor(c->order);
 	c->priv.keepalive_s = pgc_keepalive_interval(&c->ka);
@@ -197,7 +195,7 @@ static void *client_thread(void *arg)
 			next = c->reconnect_ms;
 		}
 		pgc_conn_free_retired(c, false);
-		client_publish_stats(c);
+		pgc_stats_publish(c);
 
 		pthread_mutex_lock(&c->mu);
 		if (c->evq_head == NULL && !c->stopping) {
@@ -225,7 +223,7 @@ static void *client_thread(void *arg)
 	pgc_conn_close(c, 1000);
 	pgc_session_down(c);
 	pgc_session_save_cursor(c);
-	client_publish_stats(c);
+	pgc_stats_publish(c);
 	if (was_up) {
 		pgc_set_state(c, PIGEON_OFFLINE, 0, "stopped");
 	}
@@ -471,7 +469,7 @@ int pigeon_client_new(const struct pigeon_client_options *o, pigeon_client **out
 		goto fail;
 	}
 	c->priv.cursor = cursor;
-	client_publish_stats(c);
+	pgc_stats_publish(c);
 	*out = c;
 	return 0;
 fail:

@@ -213,6 +213,8 @@ void pgc_post(struct pigeon_client *c, struct pgc_event *ev);
 struct pgc_event *pgc_event_new(struct pigeon_client *c);
 void pgc_event_free(struct pigeon_client *c, struct pgc_event *ev);
 void pgc_set_state(struct pigeon_client *c, enum pigeon_state s, int code, const char *text);
+/* Copies the client thread's counters to what pigeon_client_stats() returns. */
+void pgc_stats_publish(struct pigeon_client *c);
 
 /* conn.c */
 void pgc_conn_start_race(struct pigeon_client *c, uint64_t now);

@@ -198,6 +198,10 @@ static void session_deliver(struct pigeon_client *c, const Pigeon__Envelope *m)
 	    .merged = m->merged,
 	};
 	c->priv.delivered++;
+	if (m->seq) {
+		/* Exact while the app looks: it may stop at the message it counts. */
+		pgc_stats_publish(c);
+	}
 	if (c->cb.message) {
 		c->cb.message(c->ud, &e);
 	}
