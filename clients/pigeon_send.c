@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pigeon-send: CHAT / NOTIFY / INSTANT from a backend to one user or many
- * (docs/backend.md), over Eclipse Paho's MQTTAsync, MQTT 5.
+ * (docs/backend.md), over Eclipse Paho's synchronous MQTTClient API, MQTT 5,
+ * single-threaded.
  *
  * Every recipient gets one `Request{id, send{...}}` on $CONTROL/pigeon/v1;
  * its `Reply` (same id) comes back on im/<uid>/reply, subscribed before the
@@ -23,14 +24,18 @@
  * every reconnect. A duplicate reply to a request we sent more than once may
  * be our own earlier attempt, so it is printed as a plain store.
  *
- * Threads: main reads input, sends, reconnects and prints; Paho's thread
- * runs the callbacks, which only record replies and connection state in
- * `struct ps_state` under its mutex. Paho is never called with the mutex
- * held. Everything is owned by main() and freed on the way out.
+ * Threads: one. No Paho callback is set, so MQTTClient runs in its
+ * single-threaded mode: every Paho call (connect, subscribe, a QoS 0
+ * publish, which is written at once, and MQTTClient_receive, which also
+ * sends the PUBACKs of replies and the keepalive pings) does its work on
+ * this thread, and nothing contends for Paho's mutex. (MQTTAsync, used
+ * before, handed every message between the caller, its send thread and its
+ * receive thread: about 15 futex calls per message, and 16,000 messages/s
+ * against the broker's 28,000.) Everything is owned by main() and freed on
+ * the way out.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -43,7 +48,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <MQTTAsync.h>
+#include <MQTTClient.h>
 
 #include "cli.h"
 #include "pigeon.pb-c.h"
@@ -61,6 +66,12 @@
 /* Reconnect backoff bounds. */
 #define PS_BACKOFF_MIN_S 0.2
 #define PS_BACKOFF_MAX_S 2.0
+/*
+ * The longest wait for a reply, in ms, when there is nothing to send. Under
+ * 100: Paho's receive sleeps 100 ms after a poll that returned early with
+ * nothing for waits of 100 ms or more.
+ */
+#define PS_WAIT_MS 50L
 
 enum ps_slot_state {
 	PS_SLOT_UNSENT, /* read, request not (or no longer) on the wire */
@@ -81,25 +92,14 @@ struct ps_slot {
 	char error[128]; /* the error text, one line */
 };
 
-enum ps_conn {
-	PS_CONN_CONNECTING,
-	PS_CONN_UP,     /* connected and subscribed to the reply topic */
-	PS_CONN_LOST,   /* was up, the connection dropped */
-	PS_CONN_FAILED, /* a connect or subscribe attempt failed: see conn_error */
-};
-
 struct ps_state {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	MQTTAsync client;
-	enum ps_conn conn;
+	MQTTClient client;
 	int conn_reason; /* MQTT reason code of a refused CONNACK/SUBACK, else 0 */
 	char conn_error[256];
 	char reply_topic[PS_UID_MAX + 16];
 	/* The ring: slots[(head + i) % cap] for i < count, in input order. */
 	struct ps_slot *slots;
 	size_t cap, head, count;
-	uint64_t replies; /* bumped on every useful reply, for the waiter */
 };
 
 struct ps_opts {
@@ -533,93 +533,7 @@ static int ps_input_next(struct ps_input *in, char *buf, bool *too_long)
 	}
 }
 
-/* ---- Paho callbacks (Paho's thread) ------------------------------------ */
-
-static void ps_fail_conn(struct ps_state *s, int reason, const char *what, const char *msg)
-{
-	pthread_mutex_lock(&s->mu);
-	s->conn = PS_CONN_FAILED;
-	s->conn_reason = reason;
-	snprintf(s->conn_error, sizeof(s->conn_error), "%s%s%s", what, msg ? ": " : "",
-	         msg ? msg : "");
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-}
-
-static void ps_on_subscribe(void *ctx, MQTTAsync_successData5 *r)
-{
-	struct ps_state *s = ctx;
-
-	if (r->reasonCode != MQTTREASONCODE_GRANTED_QOS_1 &&
-	    r->reasonCode != MQTTREASONCODE_GRANTED_QOS_0) {
-		ps_fail_conn(s, r->reasonCode, "the broker refused the reply subscription",
-		             MQTTReasonCode_toString(r->reasonCode));
-		return;
-	}
-	pthread_mutex_lock(&s->mu);
-	s->conn = PS_CONN_UP;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-}
-
-static void ps_on_subscribe_failure(void *ctx, MQTTAsync_failureData5 *r)
-{
-	ps_fail_conn(ctx, r->reasonCode, "subscribing to the reply topic failed",
-	             r->reasonCode ? MQTTReasonCode_toString(r->reasonCode) : r->message);
-}
-
-static void ps_on_connect(void *ctx, MQTTAsync_successData5 *r)
-{
-	struct ps_state *s = ctx;
-	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	int rc;
-
-	(void)r;
-	ro.onSuccess5 = ps_on_subscribe;
-	ro.onFailure5 = ps_on_subscribe_failure;
-	ro.context = s;
-	rc = MQTTAsync_subscribe(s->client, s->reply_topic, 1, &ro);
-	if (rc != MQTTASYNC_SUCCESS) {
-		ps_fail_conn(s, 0, "subscribing to the reply topic failed", MQTTAsync_strerror(rc));
-	}
-}
-
-static void ps_on_connect_failure(void *ctx, MQTTAsync_failureData5 *r)
-{
-	struct ps_state *s = ctx;
-	/* Paho 1.3 puts a refused CONNACK's reason in code, not reasonCode. */
-	int reason = r->reasonCode ? (int)r->reasonCode : r->code > 0 ? r->code : 0;
-	const char *why;
-
-	switch (reason) {
-	case 0:
-		why = r->message ? r->message : MQTTAsync_strerror(r->code);
-		ps_fail_conn(s, 0, "cannot connect", why);
-		return;
-	case MQTTREASONCODE_NOT_AUTHORIZED:
-	case MQTTREASONCODE_BAD_USER_NAME_OR_PASSWORD:
-		ps_fail_conn(s, reason, "the broker refused the login",
-		             "not authorized (a bad, expired or revoked token, or a uid or device "
-		             "that does not match it)");
-		return;
-	default:
-		ps_fail_conn(s, reason, "the broker refused the login",
-		             MQTTReasonCode_toString((enum MQTTReasonCodes)reason));
-	}
-}
-
-static void ps_on_lost(void *ctx, char *cause)
-{
-	struct ps_state *s = ctx;
-
-	(void)cause;
-	pthread_mutex_lock(&s->mu);
-	if (s->conn == PS_CONN_UP) {
-		s->conn = PS_CONN_LOST;
-	}
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-}
+/* ---- replies ------------------------------------------------------------ */
 
 /* Copies text as one printable line: no control bytes, and only ASCII if ascii. */
 static void ps_copy_line(char *dst, size_t cap, const char *src, size_t n, bool ascii)
@@ -639,95 +553,103 @@ static void ps_on_reply(struct ps_state *s, const Pigeon__Reply *r)
 {
 	struct ps_slot *slot;
 
-	if (r->id == 0) {
+	if (r->id == 0 || s->count == 0) {
 		return;
 	}
-	pthread_mutex_lock(&s->mu);
 	slot = &s->slots[(r->id - 1) % s->cap];
-	if (slot->id == r->id && slot->state != PS_SLOT_DONE && s->count > 0) {
-		slot->state = PS_SLOT_DONE;
-		slot->code = r->code;
-		if (r->code == 0) {
-			slot->seq = r->body_case == PIGEON__REPLY__BODY_SEND ? r->send->seq : 0;
-			slot->duplicate = r->body_case == PIGEON__REPLY__BODY_SEND &&
-			                  r->send->duplicate && slot->attempts == 1;
-		} else {
-			const char *e = r->error && *r->error ? r->error : "refused";
-
-			ps_copy_line(slot->error, sizeof(slot->error), e, strlen(e), false);
-		}
-		s->replies++;
-		pthread_cond_broadcast(&s->cv);
+	if (slot->id != r->id || slot->state == PS_SLOT_DONE) {
+		return; /* an old attempt's second answer, or not ours */
 	}
-	pthread_mutex_unlock(&s->mu);
+	slot->state = PS_SLOT_DONE;
+	slot->code = r->code;
+	if (r->code == 0) {
+		slot->seq = r->body_case == PIGEON__REPLY__BODY_SEND ? r->send->seq : 0;
+		slot->duplicate = r->body_case == PIGEON__REPLY__BODY_SEND && r->send->duplicate &&
+		                  slot->attempts == 1;
+	} else {
+		const char *e = r->error && *r->error ? r->error : "refused";
+
+		ps_copy_line(slot->error, sizeof(slot->error), e, strlen(e), false);
+	}
 }
 
-static int ps_on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
+/* One message from MQTTClient_receive: a Reply on our topic, else ignored. */
+static void ps_on_message(struct ps_state *s, const char *topic, const MQTTClient_message *m)
 {
-	struct ps_state *s = ctx;
 	Pigeon__Reply *r;
 
-	(void)topic_len;
-	if (strcmp(topic, s->reply_topic) == 0) {
-		r = pigeon__reply__unpack(NULL, (size_t)m->payloadlen, m->payload);
-		if (r) {
-			ps_on_reply(s, r);
-			pigeon__reply__free_unpacked(r, NULL);
-		}
+	if (strcmp(topic, s->reply_topic) != 0 || m->payloadlen < 0) {
+		return;
 	}
-	MQTTAsync_freeMessage(&m);
-	MQTTAsync_free(topic);
-	return 1;
+	r = pigeon__reply__unpack(NULL, (size_t)m->payloadlen, m->payload);
+	if (r) {
+		ps_on_reply(s, r);
+		pigeon__reply__free_unpacked(r, NULL);
+	}
 }
 
-/* ---- main thread ------------------------------------------------------- */
+/* ---- the connection ------------------------------------------------------ */
+
+/* Records why the connection is not up; reason is an MQTT reason code or 0. */
+static void ps_fail_conn(struct ps_state *s, int reason, const char *what, const char *msg)
+{
+	s->conn_reason = reason;
+	snprintf(s->conn_error, sizeof(s->conn_error), "%s%s%s", what, msg ? ": " : "",
+	         msg ? msg : "");
+}
 
 /*
- * Connects and subscribes, waiting until deadline: 0 up, -1 failed (the
- * reason in s->conn_error).
+ * Connects and subscribes, within deadline: 0 up, -1 failed (the reason in
+ * s->conn_error, and s->conn_reason when the broker refused).
  */
 static int ps_connect(struct ps_state *s, const char *uid, const char *token, double deadline)
 {
-	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer5;
-	struct timespec ts;
+	MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer5;
+	MQTTSubscribe_options so = MQTTSubscribe_options_initializer;
+	MQTTResponse r;
 	int rc, left = (int)(deadline - ps_now() + 0.999);
 
+	s->conn_reason = 0;
+	s->conn_error[0] = '\0';
 	co.keepAliveInterval = 30;
 	co.cleanstart = 1;
 	co.username = uid;
 	co.password = token;
 	co.connectTimeout = left < 1 ? 1 : left > 10 ? 10 : left;
-	co.onSuccess5 = ps_on_connect;
-	co.onFailure5 = ps_on_connect_failure;
-	co.context = s;
-	pthread_mutex_lock(&s->mu);
-	s->conn = PS_CONN_CONNECTING;
-	s->conn_reason = 0;
-	s->conn_error[0] = '\0';
-	pthread_mutex_unlock(&s->mu);
-	rc = MQTTAsync_connect(s->client, &co);
-	if (rc != MQTTASYNC_SUCCESS) {
-		snprintf(s->conn_error, sizeof(s->conn_error), "cannot connect: %s",
-		         MQTTAsync_strerror(rc));
+	r = MQTTClient_connect5(s->client, &co, NULL, NULL);
+	rc = r.reasonCode;
+	MQTTResponse_free(r);
+	if (rc != MQTTCLIENT_SUCCESS) {
+		/* Positive: the CONNACK's reason code; negative: Paho's own error. */
+		if (rc < 0) {
+			ps_fail_conn(s, 0, "cannot connect", MQTTClient_strerror(rc));
+		} else if (rc == MQTTREASONCODE_NOT_AUTHORIZED ||
+		           rc == MQTTREASONCODE_BAD_USER_NAME_OR_PASSWORD) {
+			ps_fail_conn(s, rc, "the broker refused the login",
+			             "not authorized (a bad, expired or revoked token, or a uid or "
+			             "device that does not match it)");
+		} else {
+			ps_fail_conn(s, rc, "the broker refused the login",
+			             MQTTReasonCode_toString((enum MQTTReasonCodes)rc));
+		}
 		return -1;
 	}
-	pthread_mutex_lock(&s->mu);
-	while (s->conn == PS_CONN_CONNECTING && ps_now() < deadline) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	r = MQTTClient_subscribe5(s->client, s->reply_topic, 1, &so, NULL);
+	rc = r.reasonCode;
+	MQTTResponse_free(r);
+	if (rc < 0) {
+		ps_fail_conn(s, 0, "subscribing to the reply topic failed",
+		             MQTTClient_strerror(rc));
+	} else if (rc != MQTTREASONCODE_GRANTED_QOS_1 && rc != MQTTREASONCODE_GRANTED_QOS_0) {
+		ps_fail_conn(s, rc, "the broker refused the reply subscription",
+		             MQTTReasonCode_toString((enum MQTTReasonCodes)rc));
+	} else {
+		return 0;
 	}
-	if (s->conn == PS_CONN_CONNECTING) {
-		s->conn = PS_CONN_FAILED;
-		snprintf(s->conn_error, sizeof(s->conn_error), "cannot connect: timed out");
+	if (MQTTClient_isConnected(s->client)) {
+		MQTTClient_disconnect5(s->client, 0, MQTTREASONCODE_SUCCESS, NULL);
 	}
-	rc = s->conn == PS_CONN_UP ? 0 : -1;
-	pthread_mutex_unlock(&s->mu);
-	return rc;
+	return -1;
 }
 
 struct ps_send_ctx {
@@ -743,7 +665,7 @@ struct ps_send_ctx {
 static int ps_publish(struct ps_state *s, struct ps_send_ctx *sc, uint64_t id, char *uid)
 {
 	Pigeon__Request req = PIGEON__REQUEST__INIT;
-	MQTTAsync_message m = MQTTAsync_message_initializer;
+	MQTTResponse r;
 	size_t len;
 
 	sc->send.to = uid;
@@ -755,20 +677,19 @@ static int ps_publish(struct ps_state *s, struct ps_send_ctx *sc, uint64_t id, c
 		return -1; /* cap was sized for the longest uid at start */
 	}
 	pigeon__request__pack(&req, sc->buf);
-	m.payload = sc->buf;
-	m.payloadlen = (int)len;
 	/*
 	 * QoS 0: the Reply is the acknowledgement (end to end, with the seq),
 	 * and an unanswered request is repeated anyway. A QoS 1 PUBACK would
-	 * add nothing but a round trip that Paho serializes: Paho holds QoS 1
-	 * publishes beyond the broker's Receive Maximum (Mosquitto's
-	 * max_inflight_messages, 20) and does not set TCP_NODELAY, which
-	 * measured at about 500 requests/s against 20,000 with QoS 0.
+	 * add nothing but a round trip, and cannot be pipelined past the
+	 * broker's Receive Maximum (Mosquitto's max_inflight_messages, 20):
+	 * Paho's MQTTClient_publish5 blocks once that many QoS 1 publishes are
+	 * unacknowledged (docs/backend.md, "Why requests go at QoS 0").
+	 * A QoS 0 publish is written to the socket before this returns (Paho
+	 * finishes a partial write before returning, reading meanwhile).
 	 */
-	m.qos = 0;
-	return MQTTAsync_sendMessage(s->client, PS_CONTROL_TOPIC, &m, NULL) == MQTTASYNC_SUCCESS
-	           ? 0
-	           : -1;
+	r = MQTTClient_publish5(s->client, PS_CONTROL_TOPIC, (int)len, sc->buf, 0, 0, NULL, NULL);
+	MQTTResponse_free(r);
+	return r.reasonCode == MQTTCLIENT_SUCCESS ? 0 : -1;
 }
 
 /*
@@ -777,37 +698,23 @@ static int ps_publish(struct ps_state *s, struct ps_send_ctx *sc, uint64_t id, c
  */
 static unsigned ps_resend(struct ps_state *s, struct ps_send_ctx *sc, bool all)
 {
-	char uid[PS_LINE_MAX + 1];
 	unsigned sent = 0;
 	double now = ps_now();
 
-	for (size_t i = 0;; i++) {
-		uint64_t id;
-		struct ps_slot *slot;
+	for (size_t i = 0; i < s->count; i++) {
+		struct ps_slot *slot = &s->slots[(s->head + i) % s->cap];
 
-		pthread_mutex_lock(&s->mu);
-		if (i >= s->count) {
-			pthread_mutex_unlock(&s->mu);
-			break;
-		}
-		slot = &s->slots[(s->head + i) % s->cap];
 		if (slot->state == PS_SLOT_DONE ||
 		    (slot->state == PS_SLOT_SENT && !all && now - slot->sent_at < PS_RETRY_S)) {
-			pthread_mutex_unlock(&s->mu);
 			continue;
 		}
-		id = slot->id;
-		memcpy(uid, slot->uid, sizeof(uid));
 		slot->state = PS_SLOT_SENT;
 		slot->sent_at = now;
 		slot->attempts++;
-		pthread_mutex_unlock(&s->mu);
-		if (ps_publish(s, sc, id, uid) != 0) {
-			pthread_mutex_lock(&s->mu);
-			if (slot->id == id && slot->state == PS_SLOT_SENT) {
+		if (ps_publish(s, sc, slot->id, slot->uid) != 0) {
+			if (slot->state == PS_SLOT_SENT) {
 				slot->state = PS_SLOT_UNSENT;
 			}
-			pthread_mutex_unlock(&s->mu);
 			break;
 		}
 		sent++;
@@ -838,28 +745,21 @@ static bool ps_print(const struct ps_slot *slot)
 /* Prints the done slots at the head of the ring; counts the failures. */
 static void ps_drain(struct ps_state *s, uint64_t *failed)
 {
-	struct ps_slot out;
-
-	for (;;) {
-		pthread_mutex_lock(&s->mu);
-		if (s->count == 0 || s->slots[s->head].state != PS_SLOT_DONE) {
-			pthread_mutex_unlock(&s->mu);
-			return;
-		}
-		out = s->slots[s->head];
+	while (s->count > 0 && s->slots[s->head].state == PS_SLOT_DONE) {
+		*failed += ps_print(&s->slots[s->head]);
 		s->slots[s->head].id = 0;
 		s->head = (s->head + 1) % s->cap;
 		s->count--;
-		pthread_mutex_unlock(&s->mu);
-		*failed += ps_print(&out);
 	}
 }
 
-/* Waits up to ms for a reply or a connection change. */
-static void ps_wait(struct ps_state *s, long ms)
+/*
+ * Takes in replies: waits up to ms for the first (0: only what has already
+ * arrived), then everything else already there, at most a window's worth.
+ * Returns with the connection down if it dropped.
+ */
+static void ps_receive(struct ps_state *s, long ms)
 {
-	struct timespec ts;
-	uint64_t seen;
 	static double flushed;
 	double now = ps_now();
 
@@ -868,21 +768,24 @@ static void ps_wait(struct ps_state *s, long ms)
 		fflush(stdout);
 		flushed = now;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += ms * 1000000L;
-	while (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&s->mu);
-	seen = s->replies;
-	while (s->replies == seen && s->conn == PS_CONN_UP &&
-	       !(s->count > 0 && s->slots[s->head].state == PS_SLOT_DONE)) {
-		if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) != 0) {
-			break;
+	for (size_t n = 0; n <= s->cap; n++) {
+		char *topic = NULL;
+		int topic_len = 0, rc;
+		MQTTClient_message *m = NULL;
+
+		rc = MQTTClient_receive(s->client, &topic, &topic_len, &m,
+		                        n == 0 && ms > 0 ? (unsigned long)ms : 0ul);
+		if (m) {
+			ps_on_message(s, topic, m);
+			MQTTClient_freeMessage(&m);
+		}
+		if (topic) {
+			MQTTClient_free(topic);
+		}
+		if (rc != MQTTCLIENT_SUCCESS || !m) {
+			return; /* nothing more now, or the connection is down */
 		}
 	}
-	pthread_mutex_unlock(&s->mu);
 }
 
 static char *ps_random_msg_id(char *buf, size_t cap)
@@ -912,6 +815,49 @@ static char *ps_random_msg_id(char *buf, size_t cap)
 }
 
 /*
+ * Reads the next recipient into the next slot and sends it: 1 read, 0 at
+ * the end of the input (or a read error, counted in *failed).
+ */
+static int ps_fill_one(struct ps_state *s, struct ps_input *in, struct ps_send_ctx *sc, uint64_t id,
+                       uint64_t *failed)
+{
+	char line[PS_LINE_MAX + 1];
+	struct ps_slot *slot;
+	bool too_long;
+	int rc = ps_input_next(in, line, &too_long);
+
+	if (rc <= 0) {
+		if (rc < 0) {
+			fprintf(stderr, "pigeon-send: reading the recipients failed\n");
+			(*failed)++;
+		}
+		return 0;
+	}
+	slot = &s->slots[(id - 1) % s->cap];
+	memset(slot, 0, sizeof(*slot));
+	slot->id = id;
+	memcpy(slot->uid, line, strlen(line) + 1);
+	s->count++;
+	if (too_long || !ps_ident_valid(line, strlen(line))) {
+		slot->state = PS_SLOT_DONE;
+		slot->code = 400;
+		snprintf(slot->error, sizeof(slot->error), "bad uid");
+		if (too_long) {
+			slot->uid[PS_LINE_MAX] = '\0';
+		}
+		return 1;
+	}
+	slot->state = PS_SLOT_SENT;
+	slot->attempts = 1;
+	slot->sent_at = ps_now();
+	/* Sent at once; if not (the connection is down), at the reconnect. */
+	if (ps_publish(s, sc, id, slot->uid) != 0 && slot->state == PS_SLOT_SENT) {
+		slot->state = PS_SLOT_UNSENT;
+	}
+	return 1;
+}
+
+/*
  * The send loop: reads recipients into the ring while it has room, sends
  * each at once, prints results in order, repeats the unanswered, reconnects.
  * Returns the exit status.
@@ -922,20 +868,15 @@ static int ps_run(struct ps_state *s, struct ps_input *in, struct ps_send_ctx *s
 	uint64_t failed = 0, next_id = 1, total = 0;
 	double backoff = PS_BACKOFF_MIN_S, last_scan = ps_now();
 	bool eof = false;
-	char line[PS_LINE_MAX + 1];
 
 	for (;;) {
-		enum ps_conn conn;
-		size_t count;
 		double now = ps_now();
+		long ms;
 
 		if (now >= deadline) {
 			break;
 		}
-		pthread_mutex_lock(&s->mu);
-		conn = s->conn;
-		pthread_mutex_unlock(&s->mu);
-		if (conn != PS_CONN_UP) {
+		if (!MQTTClient_isConnected(s->client)) {
 			/* Lost: reconnect with backoff, then repeat every unanswered request. */
 			struct timespec d;
 
@@ -959,73 +900,34 @@ static int ps_run(struct ps_state *s, struct ps_input *in, struct ps_send_ctx *s
 			continue;
 		}
 		/* Fill the ring: a new recipient is sent as soon as it is read. */
-		while (!eof) {
-			bool too_long;
-			int rc;
-			struct ps_slot *slot;
-			uint64_t id;
-
-			pthread_mutex_lock(&s->mu);
-			count = s->count;
-			pthread_mutex_unlock(&s->mu);
-			if (count >= s->cap) {
-				break;
-			}
-			rc = ps_input_next(in, line, &too_long);
-			if (rc <= 0) {
-				if (rc < 0) {
-					fprintf(stderr,
-					        "pigeon-send: reading the recipients failed\n");
-					failed++;
-				}
+		while (!eof && s->count < s->cap) {
+			if (ps_fill_one(s, in, sc, next_id, &failed) == 0) {
 				eof = true;
 				break;
 			}
+			next_id++;
 			total++;
-			id = next_id++;
-			pthread_mutex_lock(&s->mu);
-			slot = &s->slots[(id - 1) % s->cap];
-			memset(slot, 0, sizeof(*slot));
-			slot->id = id;
-			memcpy(slot->uid, line, strlen(line) + 1);
-			if (too_long || !ps_ident_valid(line, strlen(line))) {
-				slot->state = PS_SLOT_DONE;
-				slot->code = 400;
-				snprintf(slot->error, sizeof(slot->error), "bad uid");
-				if (too_long) {
-					slot->uid[PS_LINE_MAX] = '\0';
-				}
-			} else {
-				slot->state = PS_SLOT_SENT;
-				slot->attempts = 1;
-				slot->sent_at = ps_now();
-			}
-			s->count++;
-			pthread_mutex_unlock(&s->mu);
-			if (slot->state == PS_SLOT_SENT && ps_publish(s, sc, id, line) != 0) {
-				pthread_mutex_lock(&s->mu);
-				if (slot->id == id && slot->state == PS_SLOT_SENT) {
-					slot->state = PS_SLOT_UNSENT;
-				}
-				pthread_mutex_unlock(&s->mu);
-			}
 		}
 		ps_drain(s, &failed);
-		pthread_mutex_lock(&s->mu);
-		count = s->count;
-		pthread_mutex_unlock(&s->mu);
-		if (eof && count == 0) {
+		if (eof && s->count == 0) {
 			break;
 		}
 		if (ps_now() - last_scan >= 0.5) {
 			ps_resend(s, sc, false);
 			last_scan = ps_now();
 		}
-		ps_wait(s, 100);
+		/*
+		 * Room in the ring and more to read: take only what has arrived,
+		 * and go on sending. Otherwise wait for a reply (bounded, so the
+		 * retry scan and the deadline still run).
+		 */
+		ms = (long)((deadline - ps_now()) * 1000.0);
+		ms = ms < 0 ? 0 : ms > PS_WAIT_MS ? PS_WAIT_MS : ms;
+		ps_receive(s, (!eof && s->count < s->cap) ? 0 : ms);
+		ps_drain(s, &failed);
 	}
 	/* Out of time (or the login was refused on a reconnect): report what is left. */
 	ps_drain(s, &failed);
-	pthread_mutex_lock(&s->mu);
 	while (s->count > 0) {
 		struct ps_slot *slot = &s->slots[s->head];
 
@@ -1039,7 +941,6 @@ static int ps_run(struct ps_state *s, struct ps_input *in, struct ps_send_ctx *s
 		s->head = (s->head + 1) % s->cap;
 		s->count--;
 	}
-	pthread_mutex_unlock(&s->mu);
 	if (!eof) {
 		fprintf(stderr,
 		        "pigeon-send: stopped after %llu recipients (time limit or connection "
@@ -1060,7 +961,7 @@ int main(int argc, char **argv)
 	struct ps_state s = {0};
 	struct ps_input in = {0};
 	struct ps_send_ctx sc = {.send = PIGEON__SEND__INIT};
-	MQTTAsync_createOptions cr = MQTTAsync_createOptions_initializer5;
+	MQTTClient_createOptions cr = MQTTClient_createOptions_initializer;
 	char err[256], tok_uid[PS_UID_MAX + 1], tok_dev[PS_UID_MAX + 1], uri[320];
 	char client_id[2 * PS_UID_MAX + 2], msg_id[64];
 	char *token = NULL;
@@ -1149,53 +1050,40 @@ int main(int argc, char **argv)
 		sc.buf = malloc(sc.cap);
 	}
 	s.cap = o.window;
-	/*
-	 * Paho counts every queued command against maxBufferedMessages, connected
-	 * or not; the window (plus the subscribe, resends of a slot already
-	 * queued) must fit.
-	 */
-	cr.maxBufferedMessages = (int)(2 * o.window + 16);
+	cr.MQTTVersion = MQTTVERSION_5;
 	s.slots = calloc(s.cap, sizeof(*s.slots));
 	if (!sc.buf || !s.slots) {
 		fprintf(stderr, "pigeon-send: out of memory\n");
 		rc = 1;
 		goto out;
 	}
-	pthread_mutex_init(&s.mu, NULL);
-	pthread_cond_init(&s.cv, NULL);
 	snprintf(s.reply_topic, sizeof(s.reply_topic), "im/%s/reply", uid);
 	snprintf(client_id, sizeof(client_id), "%s:%s", uid, device);
 	pgcli_server_uri(&o.broker, uri, sizeof(uri));
-	rc = MQTTAsync_createWithOptions(&s.client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE,
-	                                 NULL, &cr);
-	if (rc != MQTTASYNC_SUCCESS) {
+	rc = MQTTClient_createWithOptions(&s.client, uri, client_id, MQTTCLIENT_PERSISTENCE_NONE,
+	                                  NULL, &cr);
+	if (rc != MQTTCLIENT_SUCCESS) {
 		fprintf(stderr, "pigeon-send: cannot create the client for %s: %s\n", uri,
-		        MQTTAsync_strerror(rc));
+		        MQTTClient_strerror(rc));
 		rc = 1;
-		goto out_sync;
+		goto out_client;
 	}
 	created = true;
-	MQTTAsync_setCallbacks(s.client, &s, ps_on_lost, ps_on_message, NULL);
+	/* No MQTTClient_setCallbacks: that is what keeps Paho on this thread. */
 	if (ps_connect(&s, uid, token, deadline) != 0) {
 		fprintf(stderr, "pigeon-send: %s:%d as %s: %s\n", o.broker.host, o.broker.port,
 		        client_id, s.conn_error);
 		rc = 1;
-		goto out_sync;
+		goto out_client;
 	}
 	rc = ps_run(&s, &in, &sc, uid, token, deadline);
-	{
-		MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
-
-		d.timeout = 1000;
-		MQTTAsync_disconnect(s.client, &d);
+	if (MQTTClient_isConnected(s.client)) {
+		MQTTClient_disconnect5(s.client, 1000, MQTTREASONCODE_SUCCESS, NULL);
 	}
-out_sync:
+out_client:
 	if (created) {
-		/* destroy joins Paho's threads: no callback runs after it. */
-		MQTTAsync_destroy(&s.client);
+		MQTTClient_destroy(&s.client);
 	}
-	pthread_cond_destroy(&s.cv);
-	pthread_mutex_destroy(&s.mu);
 out:
 	if (in.own_f) {
 		fclose(in.f);
