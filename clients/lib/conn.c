@@ -156,11 +156,16 @@ static void conn_destroy(struct pigeon_client *c, struct pgc_conn *k)
 	k->ctx = NULL;
 }
 
+/* Paho gives a CONNACK refusal as reasonCode, or (1.3.11) as a positive code. */
+static bool conn_is_auth_code(int v)
+{
+	return v == MQTTREASONCODE_BAD_USER_NAME_OR_PASSWORD ||
+	       v == MQTTREASONCODE_NOT_AUTHORIZED || v == MQTTREASONCODE_BAD_AUTHENTICATION_METHOD;
+}
+
 static bool conn_is_auth_refusal(int code, int reason)
 {
-	return reason == MQTTREASONCODE_BAD_USER_NAME_OR_PASSWORD ||
-	       reason == MQTTREASONCODE_NOT_AUTHORIZED ||
-	       reason == MQTTREASONCODE_BAD_AUTHENTICATION_METHOD ||
+	return conn_is_auth_code(reason) || conn_is_auth_code(code) ||
 	       (reason == 0 && (code == 4 || code == 5)); /* MQTT 3 CONNACK */
 }
 
@@ -171,7 +176,7 @@ static void conn_note_failure(struct pigeon_client *c, int code, int reason, con
 		c->auth_refused = true;
 		c->last_code = PIGEON_EAUTH;
 		snprintf(c->last_text, sizeof(c->last_text), "%s: login refused (reason 0x%02x)",
-		         uri, (unsigned)reason);
+		         uri, (unsigned)(reason ? reason : code));
 	} else if (!c->auth_refused) {
 		/* A refusal says more than another address's timeout: keep it. */
 		c->last_code = PIGEON_EMQTT;
