@@ -28,6 +28,7 @@
 
 #include "backoff.h"
 #include "engine.h"
+#include "nodelay.h"
 
 #define PGC_RETIRE_MS 10000 /* a context is freed this long after its handle */
 
@@ -350,6 +351,7 @@ static void conn_won(struct pigeon_client *c, size_t i, uint64_t now)
 	int prc = c->persist->save_server(c->persist_ud, k->uri);
 	pthread_mutex_unlock(&c->pmu);
 	(void)prc; /* only a head start is lost if it failed */
+	pgc_nodelay_for(k->uri); /* before the first sync: nodelay.h */
 
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	ro.onSuccess5 = on_sub_ok;
