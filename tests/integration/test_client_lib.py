@@ -99,6 +99,10 @@ def test_every_message_once_in_order_through_broker_kills_and_dropped_connection
         time.sleep(0.2)
         b.restart()
         proxy.target_port = b.port
+        # Back online before the next kill, so every kill costs a reconnect
+        # (a kill during the backoff wait would not).
+        assert wait_until(lambda: c.stderr_text().count(": online ") >= 1 + kills, 20 * SLOW), \
+            c.stderr_text()[-3000:]
         assert wait_until(lambda: sender.acked >= target + n // 10, 20 * SLOW), \
             f"sender stuck at {sender.acked} after restart {cycle}"
         drops += proxy.drop_all() > 0
