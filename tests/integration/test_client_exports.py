@@ -33,3 +33,26 @@ def test_libpigeon_client_links_neither_libpigeon_nor_libmosquitto():
     needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
     assert any(n.startswith("libpaho-mqtt3as") for n in needed), needed
     assert not [n for n in needed if n.startswith(("libpigeon", "libmosquitto"))], needed
+
+
+def test_the_api_example_of_docs_client_md_compiles_and_links(tmp_path):
+    # The C example of "## The API", as printed, against the installed-style
+    # header and the library: an app developer can start from it.
+    doc = (harness.REPO / "docs" / "client.md").read_text()
+    section = doc.split("## The API", 1)[1]
+    m = re.search(r"```c\n(.*?)```", section, re.S)
+    assert m, "docs/client.md ## The API has no C example"
+    src = tmp_path / "example.c"
+    src.write_text(m.group(1) + "\nint main(int argc, char **argv)\n"
+                   "{\n\treturn argc > 1 ? run(argv[1]) : 0;\n}\n")
+    lib = harness.build_path("lib", LIB)
+    cmd = ["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
+           "-I", str(harness.REPO / "clients" / "lib"), str(src), "-o", str(tmp_path / "example"),
+           "-L", str(lib.parent), "-lpigeon_client", "-Wl,-rpath," + str(lib.parent)]
+    if harness.SANITIZE:
+        cmd.insert(1, "-fsanitize=address,undefined")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    # It runs: without a token argument it returns at once.
+    r = subprocess.run([str(tmp_path / "example")], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
