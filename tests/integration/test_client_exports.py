@@ -6,6 +6,7 @@ code and Paho stay inside), and it speaks only the wire contract, so it
 links neither libpigeon (the broker's core) nor libmosquitto.
 """
 
+import os
 import re
 import subprocess
 
@@ -56,3 +57,30 @@ def test_the_api_example_of_docs_client_md_compiles_and_links(tmp_path):
     # It runs: without a token argument it returns at once.
     r = subprocess.run([str(tmp_path / "example")], capture_output=True, timeout=30)
     assert r.returncode == 0, r.stderr
+
+
+def test_an_installed_libpigeon_client_builds_an_app_through_pkg_config(tmp_path):
+    # cmake --install into a scratch prefix, then an app built the way one
+    # outside this tree would: pkg-config for the flags, nothing else.
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(harness.BUILD_DIR), "--prefix", str(prefix)],
+                   check=True, capture_output=True, timeout=120)
+    pcdirs = list(prefix.glob("lib*/pkgconfig")) + list(prefix.glob("lib/*/pkgconfig"))
+    assert pcdirs and (pcdirs[0] / "pigeon_client.pc").is_file(), list(prefix.rglob("*.pc"))
+    assert (prefix / "include" / "pigeon_client.h").is_file()
+    env = dict(os.environ, PKG_CONFIG_PATH=str(pcdirs[0]))
+    flags = subprocess.run(["pkg-config", "--define-prefix", "--cflags", "--libs",
+                            "pigeon_client"], capture_output=True, text=True, env=env,
+                           check=True).stdout.split()
+    src = tmp_path / "app.c"
+    src.write_text("#include <pigeon_client.h>\n#include <stdio.h>\n"
+                   "int main(void)\n{\n\tputs(pigeon_strerror(PIGEON_EAUTH));\n\treturn 0;\n}\n")
+    cmd = ["cc", "-std=c11", "-Wall", "-Werror", str(src), "-o", str(tmp_path / "app")] + flags
+    if harness.SANITIZE:
+        cmd.insert(1, "-fsanitize=address,undefined")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    libdir = [f[2:] for f in flags if f.startswith("-L")]
+    r = subprocess.run([str(tmp_path / "app")], capture_output=True, text=True, timeout=30,
+                       env=dict(env, LD_LIBRARY_PATH=":".join(libdir)))
+    assert r.returncode == 0 and r.stdout.strip(), (r.stdout, r.stderr)
