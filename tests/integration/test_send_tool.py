@@ -4,7 +4,9 @@ pigeon-send (clients/pigeon_send.c, docs/backend.md) against the real
 broker: each kind, recipients from arguments / a file / stdin, the body from
 an argument / a file / stdin, refusals per recipient (403, a bad uid line),
 msg-id dedup, metadata reaching the envelope, a window's worth of
-recipients many times over, and bad input (bad token, unreachable broker,
+recipients many times over, a dropped connection (reconnect, the
+unanswered resent, each stored once), a request repeated after 3 s without
+a reply, and bad input (bad token, unreachable broker,
 garbage on stdin, missing arguments): a clear message and the documented
 exit status (0 all stored, 1 any failure, 2 usage), never a crash.
 
@@ -21,6 +23,7 @@ import pytest
 
 import inboxlib
 from harness import SANITIZE, SANITIZER_LOG_RE, SLOW, build_path, free_port
+from netproxy import NetProxy
 
 RESULT_RE = re.compile(r"^(\S+) (\d+)( duplicate)?$")
 
@@ -169,6 +172,95 @@ def test_a_window_of_recipients_many_times_over(broker, svc, tmp_path):
     assert p.returncode == 0, p.stderr
     assert results(p.stdout) == [(f"w{i}", 1, False) for i in range(n)]
     assert took < 20 * SLOW, f"{n} recipients took {took:.1f}s"
+
+
+# ------------------------------------------------- a connection that fails
+
+
+def send_popen(*args):
+    """pigeon-send started with a pipe on stdin (recipients) and stdout; Popen."""
+    env = dict(os.environ)
+    for k in ("PIGEON_TOKEN", "PIGEON_HOST", "PIGEON_PORT"):
+        env.pop(k, None)
+    if SANITIZE:
+        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
+    return subprocess.Popen([str(build_path("bin", "pigeon-send"))] + [str(a) for a in args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_connected(proxy):
+    """Until pigeon-send has connected through proxy and (0.3 s later) subscribed."""
+    deadline = time.monotonic() + 5 * SLOW
+    while proxy.accepted < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proxy.accepted == 1, "pigeon-send did not connect"
+    time.sleep(0.3 * SLOW)
+
+
+def close_stdin(p):
+    """The end of the recipients (communicate() later must not touch stdin again)."""
+    p.stdin.close()
+    p.stdin = None
+
+
+def test_a_dropped_connection_is_reconnected_and_the_unanswered_resent(broker, svc, mqtt, pb,
+                                                                       keys):
+    # Replies are held back, so requests are in flight unanswered when the
+    # connection drops; after the reconnect each is sent again, the broker
+    # dedups (same msg_id), and every recipient is printed once, stored once.
+    with NetProxy(int(broker.port)) as proxy:
+        p = send_popen("-p", proxy.port, "--token", svc, "-m", "again", "--timeout", "30")
+        try:
+            wait_connected(proxy)
+            proxy.blackhole(up=False, down=True)
+            p.stdin.write("".join(f"dr{i}\n" for i in range(50)))
+            p.stdin.flush()
+            time.sleep(0.5 * SLOW)
+            assert proxy.drop_all() == 1
+            proxy.forward()
+            p.stdin.write("".join(f"dr{i}\n" for i in range(50, 80)))
+            close_stdin(p)
+            out, err = p.communicate(timeout=30 * SLOW)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        assert p.returncode == 0, err
+        assert results(out) == [(f"dr{i}", 1, False) for i in range(80)]
+        assert proxy.accepted >= 2, "no reconnect happened"
+    for uid in ("dr0", "dr49", "dr79"):
+        assert [m.body for m in synced(mqtt, broker, keys, uid)] == [b"again"]
+
+
+def test_an_unanswered_request_is_repeated_after_3_s(broker, svc, mqtt, keys, pb):
+    # Replies held for 3.8 s: the requests are sent again from 3 s on (bytes
+    # go up while nothing comes down); then the first replies arrive, and
+    # each recipient is printed once, as stored (not as a duplicate).
+    with NetProxy(int(broker.port)) as proxy:
+        p = send_popen("-p", proxy.port, "--token", svc, "-m", "late", "--timeout", "30")
+        try:
+            p.stdin.write("".join(f"rt{i}\n" for i in range(20)))
+            p.stdin.flush()
+            wait_connected(proxy)
+            proxy.blackhole(up=False, down=True)
+            p.stdin.write("".join(f"rt{i}\n" for i in range(20, 40)))
+            close_stdin(p)
+            time.sleep(2.0)
+            up_before = proxy.bytes["up"]
+            time.sleep(1.8)
+            up_after = proxy.bytes["up"]
+            proxy.forward()
+            out, err = p.communicate(timeout=30 * SLOW)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        assert p.returncode == 0, err
+        assert up_after > up_before, "nothing was repeated"
+        assert results(out) == [(f"rt{i}", 1, False) for i in range(40)]
+    for uid in ("rt0", "rt39"):
+        assert [m.body for m in synced(mqtt, broker, keys, uid)] == [b"late"]
 
 
 # ------------------------------------------------------------------- body
