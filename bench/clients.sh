@@ -140,10 +140,7 @@ run() { # run LABEL ARGS...: one pigeon-bench run against LABEL's broker
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "# date: $(date -u +%Y-%m-%dT%H:%MZ), mosquitto $("$mosquitto" -h | awk 'NR == 1 {print $3}')"
-
-
-echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "# date: $(date -u +%Y-%m-%dT%H:%MZ), mosquitto $("$mosquitto" -h | awk 'NR == 1 {print $3}')"
+echo "# load: $(cut -d" " -f1-3 /proc/loadavg) (1, 5, 15 min) before the first round"
 
 token=$("$build/bin/pigeon-token" mint --secret-file "$tmp/jwt.secret" --sub backend \
 	--role service --ttl 86400)
