@@ -28,7 +28,8 @@
  * single-threaded mode: every Paho call (connect, subscribe, a QoS 0
  * publish, which is written at once, and MQTTClient_receive, which also
  * sends the PUBACKs of replies and the keepalive pings) does its work on
- * this thread, and nothing contends for Paho's mutex. (MQTTAsync, used
+ * this thread, and nothing contends for Paho's mutex; Paho's TCP connect
+ * goes through this file's connect() (see there). (MQTTAsync, used
  * before, handed every message between the caller, its send thread and its
  * receive thread: about 15 futex calls per message, and 16,000 messages/s
  * against the broker's 28,000.) Everything is owned by main() and freed on
@@ -595,6 +596,8 @@ static void ps_on_message(struct ps_state *s, const char *topic, const MQTTClien
 
 /* How long the connect(2) below waits for the TCP handshake; set by ps_connect. */
 static int ps_tcp_wait_ms = 10000;
+/* Why the last TCP connect failed (an errno, ETIMEDOUT for no answer), else 0. */
+static int ps_tcp_errno;
 
 /*
  * connect(2) for Paho: this executable's definition takes the place of
@@ -627,17 +630,22 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 			n = poll(&pfd, 1, ps_tcp_wait_ms);
 		} while (n < 0 && errno == EINTR);
 		if (n <= 0) {
+			ps_tcp_errno = ETIMEDOUT;
 			errno = EINPROGRESS;
 			return -1;
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) {
+			ps_tcp_errno = errno;
 			return -1;
 		}
 		if (err != 0) {
+			ps_tcp_errno = err;
 			errno = err;
 			return -1;
 		}
 		rc = 0;
+	} else if (rc != 0) {
+		ps_tcp_errno = errno;
 	}
 	return rc;
 }
@@ -669,13 +677,17 @@ static int ps_connect(struct ps_state *s, const char *uid, const char *token, do
 	co.password = token;
 	co.connectTimeout = left < 1 ? 1 : left > 10 ? 10 : left;
 	ps_tcp_wait_ms = co.connectTimeout * 1000;
+	ps_tcp_errno = 0;
 	r = MQTTClient_connect5(s->client, &co, NULL, NULL);
 	rc = r.reasonCode;
 	MQTTResponse_free(r);
 	if (rc != MQTTCLIENT_SUCCESS) {
 		/* Positive: the CONNACK's reason code; negative: Paho's own error. */
 		if (rc < 0) {
-			ps_fail_conn(s, 0, "cannot connect", MQTTClient_strerror(rc));
+			/* Paho says only "Failure"; the TCP connect, if that failed, says why. */
+			ps_fail_conn(s, 0, "cannot connect",
+			             ps_tcp_errno ? strerror(ps_tcp_errno)
+			                          : MQTTClient_strerror(rc));
 		} else if (rc == MQTTREASONCODE_NOT_AUTHORIZED ||
 		           rc == MQTTREASONCODE_BAD_USER_NAME_OR_PASSWORD) {
 			ps_fail_conn(s, rc, "the broker refused the login",
