@@ -92,6 +92,22 @@ static void on_lost(void *context, char *cause)
 	conn_post(context, PGC_EV_LOST, 0, 0, cause ? cause : "connection lost");
 }
 
+/*
+ * Paho hands OpenSSL's error queue here, one line each, when a TLS
+ * handshake (or loading tls_ca_file) fails; its connect failure itself
+ * only says "TCP/TLS connect failure". The first line is the cause.
+ */
+static int on_tls_error(const char *str, size_t len, void *u)
+{
+	char line[512];
+
+	snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) ? len : sizeof(line) - 1),
+	         str);
+	line[strcspn(line, "\r\n")] = '\0';
+	conn_post(u, PGC_EV_TLS_ERROR, 0, 0, line);
+	return 0; /* stop: the rest of the queue only repeats the context */
+}
+
 /* The message goes to the client thread as Paho made it: no copy. */
 static int on_message(void *context, char *topic, int topic_len, MQTTAsync_message *m)
 {
@@ -170,19 +186,80 @@ static bool conn_is_auth_refusal(int code, int reason)
 	       (reason == 0 && (code == 4 || code == 5)); /* MQTT 3 CONNACK */
 }
 
-static void conn_note_failure(struct pigeon_client *c, int code, int reason, const char *text,
-                              const char *uri)
+/*
+ * The reason of one OpenSSL error line, "<tid>:error:<code>:<lib>:<func>:
+ * <reason>:<file>:<line>:<data>" (OpenSSL 3; 1.1 has no <tid>), copied to
+ * out; the whole line when it has another shape.
+ */
+static void conn_tls_reason(const char *line, char *out, size_t len)
 {
+	const char *p = strstr(line, "error:");
+	if (p != NULL) {
+		p += 6;
+		for (int field = 0; field < 3 && p != NULL; field++) { /* code, lib, func */
+			p = strchr(p, ':');
+			p = p ? p + 1 : NULL;
+		}
+	}
+	if (p == NULL || *p == '\0' || *p == ':') {
+		snprintf(out, len, "%s", line);
+		return;
+	}
+	snprintf(out, len, "%.*s", (int)strcspn(p, ":"), p);
+}
+
+/*
+ * Why the connect of k failed, as the user should read it. A TLS failure
+ * says it was the certificate, or the CA file, and what to do about it:
+ *   - OpenSSL's "SSL routines" errors come from the handshake (the chain did
+ *     not verify); any other OpenSSL error came from loading tls_ca_file,
+ *     the only file Paho reads before it connects;
+ *   - a certificate that verifies but names another host leaves no OpenSSL
+ *     error (Paho checks the name itself and only says "TCP/TLS connect
+ *     failure", as for a refused TCP connect), hence the hint.
+ */
+static void conn_note_failure(struct pigeon_client *c, int code, int reason, const char *text,
+                              const struct pgc_conn *k)
+{
+	const char *why = text && text[0] ? text : MQTTAsync_strerror(code);
+	char host[128] = "";
+
 	if (conn_is_auth_refusal(code, reason)) {
 		c->auth_refused = true;
 		c->last_code = PIGEON_EAUTH;
 		snprintf(c->last_text, sizeof(c->last_text), "%s: login refused (reason 0x%02x)",
-		         uri, (unsigned)(reason ? reason : code));
-	} else if (!c->auth_refused) {
-		/* A refusal says more than another address's timeout: keep it. */
-		c->last_code = PIGEON_EMQTT;
-		snprintf(c->last_text, sizeof(c->last_text), "%s: %s", uri,
-		         text && text[0] ? text : MQTTAsync_strerror(code));
+		         k->uri, (unsigned)(reason ? reason : code));
+		return;
+	}
+	if (c->auth_refused) {
+		return; /* a refusal says more than another address's timeout: keep it */
+	}
+	c->last_code = PIGEON_EMQTT;
+	if (k->tls_error[0] && strstr(k->tls_error, "SSL routines") == NULL && c->tls_ca_file) {
+		char r[160];
+		conn_tls_reason(k->tls_error, r, sizeof(r));
+		snprintf(c->last_text, sizeof(c->last_text),
+		         "%s: TLS: cannot load tls_ca_file %s: %s", k->uri, c->tls_ca_file, r);
+	} else if (k->tls_error[0] && strstr(k->tls_error, "certificate verify failed")) {
+		snprintf(
+		    c->last_text, sizeof(c->last_text),
+		    "%s: TLS: certificate verify failed: the broker's certificate is not signed "
+		    "by %s",
+		    k->uri, c->tls_ca_file ? "the CA in tls_ca_file" : "a CA the system trusts");
+	} else if (k->tls_error[0]) {
+		char r[160];
+		conn_tls_reason(k->tls_error, r, sizeof(r));
+		snprintf(c->last_text, sizeof(c->last_text), "%s: TLS handshake failed: %s", k->uri,
+		         r);
+	} else if (strncmp(k->uri, "ssl://", 6) == 0 && !c->tls_insecure &&
+	           strcmp(why, "TCP/TLS connect failure") == 0) {
+		snprintf(host, sizeof(host), "%.*s", (int)strcspn(k->uri + 6, ":"), k->uri + 6);
+		snprintf(c->last_text, sizeof(c->last_text),
+		         "%s: %s (no TLS error: the broker is unreachable, or its certificate is "
+		         "not for %s)",
+		         k->uri, why, host);
+	} else {
+		snprintf(c->last_text, sizeof(c->last_text), "%s: %s", k->uri, why);
 	}
 }
 
@@ -192,12 +269,13 @@ static int conn_begin(struct pigeon_client *c, struct pgc_conn *k, uint64_t now)
 	struct pgc_conn_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL) {
 		k->state = PGC_CONN_FAILED;
-		conn_note_failure(c, MQTTASYNC_FAILURE, 0, "out of memory", k->uri);
+		conn_note_failure(c, MQTTASYNC_FAILURE, 0, "out of memory", k);
 		return -1;
 	}
 	ctx->c = c;
 	ctx->gen = ++c->gen_next;
 	k->ctx = ctx;
+	k->tls_error[0] = '\0';
 
 	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer5;
 	int rc = MQTTAsync_createWithOptions(&k->h, k->uri, c->client_id,
@@ -226,6 +304,8 @@ static int conn_begin(struct pigeon_client *c, struct pgc_conn *k, uint64_t now)
 		ssl.trustStore = c->tls_ca_file;
 		ssl.enableServerCertAuth = c->tls_insecure ? 0 : 1;
 		ssl.verify = c->tls_insecure ? 0 : 1;
+		ssl.ssl_error_cb = on_tls_error; /* struct_version 3 and later */
+		ssl.ssl_error_context = ctx;
 		o.ssl = &ssl;
 	}
 	/* Paho copies the password (and every option) before connect returns. */
@@ -246,7 +326,7 @@ static int conn_begin(struct pigeon_client *c, struct pgc_conn *k, uint64_t now)
 	k->deadline_ms = now + c->connect_timeout_ms;
 	return 0;
 fail:
-	conn_note_failure(c, rc, 0, NULL, k->uri);
+	conn_note_failure(c, rc, 0, NULL, k);
 	conn_destroy(c, k);
 	k->state = PGC_CONN_FAILED;
 	return -1;
@@ -350,7 +430,7 @@ static void conn_won(struct pigeon_client *c, size_t i, uint64_t now)
 	pthread_mutex_lock(&c->pmu);
 	int prc = c->persist->save_server(c->persist_ud, k->uri);
 	pthread_mutex_unlock(&c->pmu);
-	(void)prc; /* only a head start is lost if it failed */
+	(void)prc;               /* only a head start is lost if it failed */
 	pgc_nodelay_for(k->uri); /* before the first sync: nodelay.h */
 
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
@@ -394,9 +474,15 @@ void pgc_conn_event(struct pigeon_client *c, struct pgc_event *ev, uint64_t now)
 		break;
 	case PGC_EV_CONN_FAIL:
 		if (c->link == PGC_LINK_RACING) {
-			conn_note_failure(c, ev->code, ev->reason, ev->text, k->uri);
+			conn_note_failure(c, ev->code, ev->reason, ev->text, k);
 			conn_destroy(c, k);
 			k->state = PGC_CONN_FAILED;
+		}
+		break;
+	case PGC_EV_TLS_ERROR:
+		/* Before the CONN_FAIL of the same handle (one queue, in order). */
+		if (k->tls_error[0] == '\0' && ev->text) {
+			snprintf(k->tls_error, sizeof(k->tls_error), "%s", ev->text);
 		}
 		break;
 	case PGC_EV_SUB_OK:
@@ -473,7 +559,7 @@ void pgc_conn_timers(struct pigeon_client *c, uint64_t now, uint64_t *next)
 	for (size_t i = 0; i < c->n_servers; i++) {
 		struct pgc_conn *k = &c->conns[i];
 		if (k->state == PGC_CONN_CONNECTING && now >= k->deadline_ms) {
-			conn_note_failure(c, MQTTASYNC_FAILURE, 0, "connect timed out", k->uri);
+			conn_note_failure(c, MQTTASYNC_FAILURE, 0, "connect timed out", k);
 			conn_destroy(c, k);
 			k->state = PGC_CONN_FAILED;
 		}

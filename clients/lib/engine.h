@@ -50,6 +50,7 @@ enum pgc_ev_type {
 	PGC_EV_REPLY, /* a message on im/<uid>/reply */
 	PGC_EV_OTHER, /* any other topic: ignored */
 	PGC_EV_DISCONNECTED,
+	PGC_EV_TLS_ERROR, /* OpenSSL's error text of a failing handshake (text) */
 	/* From the API. */
 	PGC_CMD_SEND,   /* a new outbox record (msg_id, data = packed Send) */
 	PGC_CMD_DEVICE, /* register (data = packed RegisterDevice) or unregister (data NULL) */
@@ -90,6 +91,8 @@ struct pgc_conn {
 	enum pgc_conn_state state;
 	uint64_t start_ms;    /* when its connect starts */
 	uint64_t deadline_ms; /* when its connect attempt times out */
+	/* The first OpenSSL error of this attempt ("" when none): why a TLS connect failed. */
+	char tls_error[256];
 };
 
 enum pgc_link {
@@ -177,7 +180,7 @@ struct pigeon_client {
 	uint32_t attempt; /* reconnect attempts since the last successful connect */
 	bool auth_refused;
 	int last_code;
-	char last_text[256];
+	char last_text[384];
 	bool proto_noted; /* a PIGEON_EPROTO note was given on this connection */
 	enum pigeon_state state_now;
 

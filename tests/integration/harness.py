@@ -154,7 +154,10 @@ class Broker:
     the build's lib/ or a path, options a dict or a list of (key, value)
     pairs written as plugin_opt_<key> <value> lines under it. extra_config
     lines are appended verbatim. env: extra environment variables for the
-    broker process.
+    broker process. listeners: more listeners besides the main one, each a
+    list of option lines written under its own `listener <port> 127.0.0.1`
+    (e.g. ["certfile c.pem", "keyfile k.pem"] for TLS); each gets a free
+    port, in self.listener_ports (same order), and start() waits for all.
 
     Mosquitto's own log goes to broker.log (log_dest file is flushed line by
     line; log_dest stdout is block-buffered when stdout is a file, so it is
@@ -163,15 +166,17 @@ class Broker:
     not reach its log_path, end up.
     """
 
-    def __init__(self, workdir, plugins, extra_config=(), name="broker", env=None):
+    def __init__(self, workdir, plugins, extra_config=(), name="broker", env=None, listeners=()):
         self.dir = Path(workdir) / name
         self.extra_env = dict(env or {})
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.plugins = list(plugins)
         self.extra_config = list(extra_config)
+        self.listeners = [list(lines) for lines in listeners]
         self.host = "127.0.0.1"
         self.port = None
+        self.listener_ports = []
         self.proc = None
         self.returncode = None
         self.conf_path = self.dir / "mosquitto.conf"
@@ -208,6 +213,11 @@ class Broker:
             for k, v in items:
                 lines.append(f"plugin_opt_{k} {v}")
         lines.extend(self.extra_config)
+        # After the plugins and extra_config: a listener's options (certfile,
+        # keyfile, ...) are the lines that follow its `listener` line.
+        for port, opts in zip(self.listener_ports, self.listeners):
+            lines.append(f"listener {port} 127.0.0.1")
+            lines.extend(opts)
         return "\n".join(lines) + "\n"
 
     def _env(self):
@@ -244,8 +254,12 @@ class Broker:
         this one first (a restart on the same port), else a free one.
         """
         timeout = timeout or 10.0 * SLOW
+        previous = list(self.listener_ports)
         for attempt in range(3):
             self.port = port if (port and attempt == 0) else free_port()
+            self.listener_ports = [
+                previous[i] if (port and attempt == 0 and i < len(previous)) else free_port()
+                for i in range(len(self.listeners))]
             self.conf_path.write_text(self._config_text())
             self._out = open(self.out_path, "ab")
             self.proc = subprocess.Popen(
@@ -273,18 +287,21 @@ class Broker:
                 return self.returncode
             RUNNING.add(self)
             deadline = time.monotonic() + timeout
+            waiting = [self.port] + self.listener_ports
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    socket.create_connection((self.host, self.port), timeout=0.5).close()
-                    return self
+                    socket.create_connection((self.host, waiting[0]), timeout=0.5).close()
+                    waiting.pop(0)
+                    if not waiting:
+                        return self
                 except OSError:
                     time.sleep(0.02)
             RUNNING.discard(self)
             if self.proc.poll() is None:
                 self.kill9()
-                raise BrokerError(f"{self.name}: port {self.port} not open after {timeout}s\n"
+                raise BrokerError(f"{self.name}: port {waiting[0]} not open after {timeout}s\n"
                                   + self.log_text())
             self._stopping = True  # it is over: stop() has nothing more to say
             self.returncode = self.proc.returncode
@@ -738,9 +755,9 @@ class BrokerPool:
         self.workdir = Path(workdir)
         self.brokers = []
 
-    def start(self, plugins, extra_config=(), name=None, env=None):
+    def start(self, plugins, extra_config=(), name=None, env=None, listeners=()):
         name = name or f"broker{len(self.brokers)}"
-        b = Broker(self.workdir, plugins, extra_config, name, env=env)
+        b = Broker(self.workdir, plugins, extra_config, name, env=env, listeners=listeners)
         self.brokers.append(b)
         b.start()
         return b
