@@ -554,9 +554,9 @@ static int pf_scan_outbox(struct pf_state *s)
 		HASH_FIND(hh, s->map, id, id_len, e);
 		if (e != NULL) {
 			/* Two files for one msg_id (not something put writes): keep the older. */
-			if (e->n > n) {
+			if (e->n > n && strlen(d->d_name) < sizeof(e->name)) {
 				e->n = n;
-				snprintf(e->name, sizeof(e->name), "%s", d->d_name);
+				memcpy(e->name, d->d_name, strlen(d->d_name) + 1);
 			}
 			continue;
 		}
@@ -567,7 +567,13 @@ static int pf_scan_outbox(struct pf_state *s)
 			return PIGEON_ENOMEM;
 		}
 		e->n = n;
-		snprintf(e->name, sizeof(e->name), "%s", d->d_name);
+		/* Our names always fit (pf_name); a longer one is not ours to track. */
+		if (strlen(d->d_name) >= sizeof(e->name)) {
+			free(e->msg_id);
+			free(e);
+			continue;
+		}
+		memcpy(e->name, d->d_name, strlen(d->d_name) + 1);
 		HASH_ADD_KEYPTR(hh, s->map, e->msg_id, id_len, e);
 	}
 	closedir(dir);
