@@ -11,6 +11,9 @@ Helpers for the tests of libpigeon-client and pigeon-client
                 msg-id) until a PUBACK accepts it, reconnecting through
                 broker kills: so the store holds exactly m0..m<n-1> in order
   tool(name)    the path of a built tool
+  doc_examples(heading, least) / run_doc_examples(pairs, cwd, env)
+                the ```sh + ```text pairs of a docs/client.md section, run
+                with bash and compared with what the doc shows
 
 Under the ASan build (PIGEON_SANITIZE=1) the tools are sanitized
 themselves: each run writes its reports under its own directory and
@@ -55,6 +58,34 @@ def sanitizer_reports(report_dir):
     for f in sorted(glob.glob(f"{report_dir}/asan.*") + glob.glob(f"{report_dir}/ubsan.*")):
         out.append(f"{f}:\n" + Path(f).read_text(errors="replace")[:20000])
     return out
+
+
+CLIENT_DOC = harness.REPO / "docs" / "client.md"
+
+
+def doc_examples(heading, least):
+    """(command, expected output) of each sh block under `heading` in docs/client.md."""
+    level = heading.split(" ", 1)[0]
+    m = re.search(rf"^{re.escape(heading)}\n(.*?)(?=^#{{2,{len(level)}}} |\Z)",
+                  CLIENT_DOC.read_text(), re.S | re.M)
+    assert m, f"docs/client.md has no {heading} section"
+    pairs = re.findall(r"```sh\n(.*?)```\n```text\n(.*?)```", m.group(1), re.S)
+    assert len(pairs) >= least, pairs
+    return pairs
+
+
+def run_doc_examples(pairs, cwd, extra_env):
+    """Runs each example with bash (pigeon-client on PATH, sanitized under
+    ASan) and asserts its stdout is exactly what the doc shows."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
+    env.update(sanitizer_env(Path(cwd) / "san"))
+    env.update(extra_env, PATH=f"{tool('pigeon-client').rsplit('/', 1)[0]}:{os.environ['PATH']}")
+    for cmd, expected in pairs:
+        p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=30 * SLOW)
+        assert p.stdout == expected, f"{cmd}\n--- got:\n{p.stdout}\n--- stderr:\n{p.stderr}"
+    problems = sanitizer_reports(Path(cwd) / "san")
+    assert not problems, "\n".join(problems)
 
 
 _runs = iter(range(1, 1 << 30))

@@ -106,3 +106,14 @@ def fakes(tmp_path, push_ca):
     pool = pushlib.FakePool(tmp_path / "fakes", push_ca)
     yield pool
     pool.stop_all()
+
+
+@pytest.fixture
+def procs():
+    """The pigeon-client processes (clientlib.ClientProc) of one test: killed if still running, sanitizer-checked."""
+    started = []
+    yield started
+    for p in started:
+        p.stop()
+    for p in started:
+        p.check()

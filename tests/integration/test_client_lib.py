@@ -28,24 +28,13 @@ import pytest
 
 import pushlib
 from clientlib import ClientProc, Sender
-from harness import SLOW, TIMEOUT, wait_until
+from harness import SLOW, wait_until
 from inboxlib import PUBACK_ACCEPTED, Device, start_inbox_broker
 from netproxy import NetProxy
 
 # Fast reconnects and request repeats, so failures are recovered from in test time.
 FAST = ["--reconnect-min", "100", "--reconnect-max", "800", "--request-timeout", "1000",
         "--connect-timeout", "2000"]
-
-
-@pytest.fixture
-def procs():
-    """ClientProcs of one test: killed if still running, sanitizer-checked."""
-    started = []
-    yield started
-    for p in started:
-        p.stop()
-    for p in started:
-        p.check()
 
 
 @pytest.fixture

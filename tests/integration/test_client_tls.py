@@ -21,17 +21,15 @@ library under test's own OpenSSL calls). What is proven:
 Every wait is bounded.
 """
 
-import os
 import re
 import subprocess
 
 import pytest
 
-from clientlib import ClientProc, sanitizer_env, sanitizer_reports, tool
-from harness import REPO, SLOW, TIMEOUT
+from clientlib import ClientProc, doc_examples, run_doc_examples
+from harness import SLOW
 from inboxlib import PUBACK_ACCEPTED, Device, inbox_plugins
 
-DOC = REPO / "docs" / "client.md"
 
 
 def openssl(*args, cwd):
@@ -71,16 +69,6 @@ def broker(module_brokers, keys, pki):
         listeners=[[f"certfile {pki / n}.pem", f"keyfile {pki / n}.key"]
                    for n in ("good", "other")])
     return b
-
-
-@pytest.fixture
-def procs():
-    started = []
-    yield started
-    for p in started:
-        p.stop()
-    for p in started:
-        p.check()
 
 
 def ssl_uri(port):
@@ -172,26 +160,10 @@ def test_an_unreadable_ca_file_is_named(broker, keys, procs, tmp_path):
                         last_attempt(p), re.I), last_attempt(p)
 
 
-def doc_examples():
-    """(command, expected output) of each sh block in docs/client.md's ### TLS."""
-    m = re.search(r"^### TLS\n(.*?)(?=^##)", DOC.read_text(), re.S | re.M)
-    assert m, "docs/client.md has no ### TLS section"
-    pairs = re.findall(r"```sh\n(.*?)```\n```text\n(.*?)```", m.group(1), re.S)
-    assert len(pairs) >= 3, pairs
-    return pairs
-
-
 def test_every_documented_tls_example_runs_as_shown(broker, keys, mqtt, pb, pki, tmp_path):
     bob = Device.login(mqtt, broker, keys, "bob")
     assert bob.chat("alice", b"hello over TLS") in PUBACK_ACCEPTED  # the docs' premise
     (tmp_path / "ca.pem").write_bytes((pki / "ca.pem").read_bytes())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
-    env.update(sanitizer_env(tmp_path / "san"))
-    env.update(TLS_PORT=str(broker.listener_ports[0]), PIGEON_TOKEN=keys.token("alice"),
-               PATH=f"{tool('pigeon-client').rsplit('/', 1)[0]}:{os.environ['PATH']}")
-    for cmd, expected in doc_examples():
-        p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=30 * SLOW)
-        assert p.stdout == expected, f"{cmd}\n--- got:\n{p.stdout}\n--- stderr:\n{p.stderr}"
-    problems = sanitizer_reports(tmp_path / "san")
-    assert not problems, "\n".join(problems)
+    run_doc_examples(doc_examples("### TLS", 3), tmp_path,
+                     {"TLS_PORT": str(broker.listener_ports[0]),
+                      "PIGEON_TOKEN": keys.token("alice")})

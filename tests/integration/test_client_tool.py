@@ -14,11 +14,10 @@ import subprocess
 
 import pytest
 
-from clientlib import ClientProc, sanitizer_env, sanitizer_reports, tool
-from harness import REPO, SLOW, TIMEOUT
+from clientlib import doc_examples, run_doc_examples, sanitizer_env, sanitizer_reports, tool
+from harness import SLOW, TIMEOUT
 from inboxlib import PUBACK_ACCEPTED, Device, start_inbox_broker
 
-DOC = REPO / "docs" / "client.md"
 
 
 @pytest.fixture(scope="module")
@@ -129,30 +128,12 @@ def test_garbage_on_stdin_is_skipped_never_a_crash(broker, keys, tmp_path):
     assert '"to":"z-bob"' in p.stdout
 
 
-def doc_examples():
-    """(command, expected output) of each sh block in docs/client.md's ## pigeon-client."""
-    text = DOC.read_text()
-    m = re.search(r"^## pigeon-client\n(.*?)(?=^## )", text, re.S | re.M)
-    assert m, "docs/client.md has no ## pigeon-client section"
-    pairs = re.findall(r"```sh\n(.*?)```\n```text\n(.*?)```", m.group(1), re.S)
-    assert len(pairs) >= 5, pairs
-    return pairs
-
-
 def test_every_documented_example_runs_as_shown(module_brokers, keys, mqtt, pb, tmp_path):
     b = start_inbox_broker(module_brokers, keys, "docs", send_rate=0)
     bob = Device.login(mqtt, b, keys, "bob")
     assert bob.chat("alice", b"hello alice") in PUBACK_ACCEPTED  # the docs' premise
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIGEON_")}
-    env.update(sanitizer_env(tmp_path / "san"))
-    env.update(PIGEON_PORT=str(b.port), PIGEON_TOKEN=keys.token("alice"),
-               PATH=f"{tool('pigeon-client').rsplit('/', 1)[0]}:{os.environ['PATH']}")
-    for cmd, expected in doc_examples():
-        p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=30 * SLOW)
-        assert p.stdout == expected, f"{cmd}\n--- got:\n{p.stdout}\n--- stderr:\n{p.stderr}"
-    problems = sanitizer_reports(tmp_path / "san")
-    assert not problems, "\n".join(problems)
+    run_doc_examples(doc_examples("## pigeon-client", 5), tmp_path,
+                     {"PIGEON_PORT": str(b.port), "PIGEON_TOKEN": keys.token("alice")})
 
 
 def test_the_example_program_connects_prints_sends_and_registers(broker, keys, mqtt, pb, tmp_path):
