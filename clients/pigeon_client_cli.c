@@ -104,6 +104,7 @@ struct cli_run {
 	size_t n_in, cap_in, in_answered;
 	bool stdin_eof;
 	bool closing; /* main() is about to destroy the client: no more sends */
+	bool ended;   /* the exit status is decided and its line printed: it stays the last */
 	bool send_refused;
 	uint32_t keepalive_s; /* last printed */
 };
@@ -349,6 +350,11 @@ static void on_state(void *ud, enum pigeon_state state, int code, const char *te
 		pigeon_client_stats(r->client, &st);
 	}
 	pthread_mutex_lock(&r->mu);
+	if (r->ended) {
+		/* The client thread runs on until destroy: its next state is not news. */
+		pthread_mutex_unlock(&r->mu);
+		return;
+	}
 	switch (state) {
 	case PIGEON_CONNECTING:
 		if (code) {
@@ -890,6 +896,7 @@ static int wait_for_end(struct cli_run *r, const struct timespec *deadline)
 		}
 		pthread_cond_timedwait(&r->cv, &r->mu, &wake);
 	}
+	r->ended = true;
 	pthread_mutex_unlock(&r->mu);
 	return status;
 }
