@@ -53,7 +53,7 @@ struct store_queue {
 #define STORE_BACKLOG_RESERVE_BYTES (4u << 20)
 #define STORE_BATCH_MAX 8192
 /* How long the store thread naps between batches under load. */
-#define STORE_NAP_MS 2
+#define STORE_NAP_MS 25
 /* Pause before retrying a failed batch: doubles from min to max. */
 #define STORE_RETRY_MIN_MS 100
 #define STORE_RETRY_MAX_MS 2000
