@@ -64,10 +64,12 @@ struct inbox_plugin {
 	struct pg_store *store;
 	struct inbox_counters counters;
 	struct presence_user *presence; /* uthash: users shown online or in grace */
-	struct rate_user *rates;        /* uthash: send buckets */
-	struct pg_link_inbox link;      /* what pigeon_push asks of the inbox */
-	bool routed_via_queue;          /* a broker_publish delivery this loop iteration */
-	bool started;                   /* first tick done (startup presence reset) */
+	/* Users in their grace (offline_at_ms set), oldest first: the tick looks only here. */
+	struct presence_user *leaving_head, *leaving_tail;
+	struct rate_user *rates;   /* uthash: send buckets */
+	struct pg_link_inbox link; /* what pigeon_push asks of the inbox */
+	bool routed_via_queue;     /* a broker_publish delivery this loop iteration */
+	bool started;              /* first tick done (startup presence reset) */
 	int64_t next_sys_ms;
 	int64_t rates_pruned_ms;
 };

@@ -18,6 +18,13 @@
 
 struct presence_user {
 	int64_t offline_at_ms; /* 0: not leaving */
+	/*
+	 * On ip's leaving list while offline_at_ms is set. Every user gets the
+	 * same grace, so appending keeps the list in offline_at_ms order and the
+	 * tick stops at the first one not due: O(due), not O(online users), on
+	 * every Mosquitto loop iteration.
+	 */
+	struct presence_user *leave_prev, *leave_next;
 	UT_hash_handle hh;
 	char uid[PG_IDENT_MAX + 1];
 };
@@ -74,6 +81,39 @@ static void presence_publish(struct inbox_plugin *ip, const char *uid, bool onli
 	}
 }
 
+static void leaving_unlink(struct inbox_plugin *ip, struct presence_user *p)
+{
+	if (p->offline_at_ms == 0) {
+		return;
+	}
+	if (p->leave_prev) {
+		p->leave_prev->leave_next = p->leave_next;
+	} else {
+		ip->leaving_head = p->leave_next;
+	}
+	if (p->leave_next) {
+		p->leave_next->leave_prev = p->leave_prev;
+	} else {
+		ip->leaving_tail = p->leave_prev;
+	}
+	p->leave_prev = p->leave_next = NULL;
+	p->offline_at_ms = 0;
+}
+
+/* Starts (or restarts) p's grace: offline at at_ms unless a device comes back. */
+static void leaving_append(struct inbox_plugin *ip, struct presence_user *p, int64_t at_ms)
+{
+	leaving_unlink(ip, p);
+	p->offline_at_ms = at_ms;
+	p->leave_prev = ip->leaving_tail;
+	if (ip->leaving_tail) {
+		ip->leaving_tail->leave_next = p;
+	} else {
+		ip->leaving_head = p;
+	}
+	ip->leaving_tail = p;
+}
+
 void inbox_presence_watch(enum pg_session_event ev, const struct pg_session *s, void *ud)
 {
 	struct inbox_plugin *ip = ud;
@@ -82,7 +122,7 @@ void inbox_presence_watch(enum pg_session_event ev, const struct pg_session *s, 
 	HASH_FIND_STR(ip->presence, s->uid, p);
 	if (ev == PG_SESSION_ADDED) {
 		if (p != NULL) {
-			p->offline_at_ms = 0; /* back within the grace: no event */
+			leaving_unlink(ip, p); /* back within the grace: no event */
 			return;
 		}
 		p = calloc(1, sizeof(*p));
@@ -96,21 +136,17 @@ void inbox_presence_watch(enum pg_session_event ev, const struct pg_session *s, 
 	}
 	/* REMOVED is reported while the session still counts. */
 	if (p != NULL && pg_sessions_user_count(s->uid) <= 1) {
-		p->offline_at_ms = inbox_now_ms() + (int64_t)ip->cfg.presence_grace_ms;
+		leaving_append(ip, p, inbox_now_ms() + (int64_t)ip->cfg.presence_grace_ms);
 	}
 }
 
 void inbox_presence_tick(struct inbox_plugin *ip, int64_t now_ms)
 {
-	struct presence_user *p, *tmp;
+	struct presence_user *p;
 
-	HASH_ITER(hh, ip->presence, p, tmp)
-	{
-		if (p->offline_at_ms == 0 || now_ms < p->offline_at_ms) {
-			continue;
-		}
+	while ((p = ip->leaving_head) != NULL && now_ms >= p->offline_at_ms) {
+		leaving_unlink(ip, p);
 		if (pg_sessions_user_count(p->uid) > 0) {
-			p->offline_at_ms = 0;
 			continue;
 		}
 		presence_publish(ip, p->uid, false);
@@ -148,6 +184,7 @@ void inbox_presence_free(struct inbox_plugin *ip)
 		HASH_DEL(ip->presence, p);
 		free(p);
 	}
+	ip->leaving_head = ip->leaving_tail = NULL;
 }
 
 size_t inbox_presence_count(struct inbox_plugin *ip)

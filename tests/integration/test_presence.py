@@ -124,3 +124,26 @@ def test_no_user_is_left_online_after_a_broker_crash(brokers, keys, mqtt, pb):
     login(mqtt, b, keys, "k-alice", "phone")
     ps = wait_events(w, "k-alice", 2)
     assert ps[-1].online
+
+
+def test_users_leaving_one_after_another_each_go_offline_after_their_own_grace(
+        broker, keys, mqtt, pb):
+    """Graces overlap: each ends on time, and a user back within it stays online."""
+    w = watch(mqtt, broker, keys, "watcher-7")
+    uids = ["l-ann", "l-bob", "l-cat"]
+    devs = {u: login(mqtt, broker, keys, u) for u in uids}
+    for u in uids:
+        wait_events(w, u, 1)
+    left = {}
+    for u in uids:
+        devs[u].close()
+        left[u] = time.monotonic()
+        time.sleep(0.3)
+    devs["l-bob"] = login(mqtt, broker, keys, "l-bob")  # back within its grace
+    for u in ("l-ann", "l-cat"):
+        ps = wait_events(w, u, 2, timeout=GRACE_S + 5 * SLOW)
+        assert [p.online for p in ps] == [True, False]
+        elapsed = time.monotonic() - left[u]
+        assert elapsed >= GRACE_S - 0.05, f"{u} offline after {elapsed:.2f}s"
+    time.sleep(0.5)
+    assert [p.online for p in events(w, "l-bob")] == [True]
