@@ -4,6 +4,11 @@
  * sessions (a second uthash of users), so "is uid:device connected" and
  * "how many devices does uid have" cost a hash lookup and a short walk.
  *
+ * Memory: every broker keeps one entry per connection, so an entry holds
+ * its identifiers at their length (one allocation with the entry: the
+ * client id, whose tail is the device, and the jti if any; the uid is the
+ * user entry's) and the refusal log limiter only once there was a refusal.
+ *
  * Token expiry: a binary min-heap of entries ordered by exp; each entry
  * knows its heap position (heap_at), so removing a session is O(log n) and
  * the tick's "anything expired?" is a look at heap[0]. A heap rather than
@@ -24,18 +29,19 @@
 
 struct session_entry {
 	struct pg_session s;
-	struct pg_loglimit log;
-	size_t heap_at; /* position in heap, or HEAP_NONE once taken */
+	struct pg_loglimit *log; /* NULL until the session's first refusal line */
+	size_t heap_at;          /* position in heap, or HEAP_NONE once taken */
 	struct user_entry *user;
 	struct session_entry *next, *prev; /* within the user's list */
 	UT_hash_handle hh;                 /* by key */
+	char strings[];                    /* "<uid>:<device>" NUL [jti NUL] */
 };
 
 struct user_entry {
-	char uid[PG_IDENT_MAX + 1];
 	struct session_entry *sessions;
 	size_t count;
 	UT_hash_handle hh; /* by uid */
+	char uid[];        /* NUL-terminated */
 };
 
 static struct session_entry *by_key;
@@ -154,34 +160,44 @@ static struct user_entry *sessions_user(const char *uid)
 int pg_sessions_add(const void *key, const struct pg_claims *claims, const char *device,
                     const struct pg_key_id *key_id, int64_t now_ms)
 {
+	size_t ul = strlen(claims->sub), dl = strlen(device), jl = strlen(claims->jti);
 	struct session_entry *e;
 	struct user_entry *u;
+	char *p;
 
 	pg_sessions_remove(key);
 	if (heap_reserve() != 0) {
 		return PG_ERR_NOMEM;
 	}
-	e = calloc(1, sizeof(*e));
+	e = calloc(1, sizeof(*e) + ul + 1 + dl + 1 + (jl ? jl + 1 : 0));
 	if (e == NULL) {
 		return PG_ERR_NOMEM;
 	}
 	u = sessions_user(claims->sub);
 	if (u == NULL) {
-		u = calloc(1, sizeof(*u));
+		u = calloc(1, sizeof(*u) + ul + 1);
 		if (u == NULL) {
 			free(e);
 			return PG_ERR_NOMEM;
 		}
-		strcpy(u->uid, claims->sub);
+		memcpy(u->uid, claims->sub, ul + 1);
 		HASH_ADD_STR(by_uid, uid, u);
 	}
+	p = e->strings;
 	e->s.key = key;
-	strcpy(e->s.uid, claims->sub);
-	strcpy(e->s.device, device);
-	strcpy(e->s.client_id, claims->sub);
-	strcat(e->s.client_id, ":");
-	strcat(e->s.client_id, device);
-	strcpy(e->s.jti, claims->jti);
+	e->s.uid = u->uid;
+	e->s.client_id = p;
+	memcpy(p, claims->sub, ul);
+	p[ul] = ':';
+	e->s.device = p + ul + 1;
+	memcpy(p + ul + 1, device, dl + 1);
+	p += ul + 1 + dl + 1;
+	if (jl) {
+		memcpy(p, claims->jti, jl + 1);
+		e->s.jti = p;
+	} else {
+		e->s.jti = "";
+	}
 	e->s.role = claims->role;
 	e->s.has_iat = claims->has_iat;
 	e->s.iat = claims->iat;
@@ -219,6 +235,7 @@ void pg_sessions_remove(const void *key)
 		HASH_DEL(by_uid, u);
 		free(u);
 	}
+	free(e->log);
 	free(e);
 }
 
@@ -257,6 +274,11 @@ bool pg_sessions_device_connected(const char *uid, const char *device)
 size_t pg_sessions_count(void)
 {
 	return HASH_COUNT(by_key);
+}
+
+size_t pg_sessions_user_total(void)
+{
+	return HASH_COUNT(by_uid);
 }
 
 void pg_sessions_foreach(const char *uid, void (*fn)(const struct pg_session *s, void *ud),
@@ -310,7 +332,16 @@ bool pg_sessions_log_allow(const void *key, int64_t now_ms, struct pg_loglimit_n
 		note->span_ms = 0;
 		return true;
 	}
-	return pg_loglimit_allow(&e->log, now_ms, note);
+	if (e->log == NULL) {
+		e->log = calloc(1, sizeof(*e->log)); /* zeroed: a fresh limiter */
+		if (e->log == NULL) {
+			/* No limiter, no line: the refusal is still counted by the caller. */
+			note->held = 0;
+			note->span_ms = 0;
+			return false;
+		}
+	}
+	return pg_loglimit_allow(e->log, now_ms, note);
 }
 
 void pg_sessions_log_flush(const void *key, int64_t now_ms, struct pg_loglimit_note *note)
@@ -318,12 +349,12 @@ void pg_sessions_log_flush(const void *key, int64_t now_ms, struct pg_loglimit_n
 	struct session_entry *e;
 
 	HASH_FIND_PTR(by_key, &key, e);
-	if (e == NULL) {
+	if (e == NULL || e->log == NULL) {
 		note->held = 0;
 		note->span_ms = 0;
 		return;
 	}
-	pg_loglimit_flush(&e->log, now_ms, note);
+	pg_loglimit_flush(e->log, now_ms, note);
 }
 
 int pg_sessions_watch(pg_session_watch_fn fn, void *userdata)
@@ -359,6 +390,7 @@ void pg_sessions_reset(void)
 	HASH_ITER(hh, by_key, e, etmp)
 	{
 		HASH_DEL(by_key, e);
+		free(e->log);
 		free(e);
 	}
 	HASH_ITER(hh, by_uid, u, utmp)

@@ -20,7 +20,8 @@
  *   can find the sessions of a key that is gone;
  * - a log limiter (loglimit.h) shared by every plugin that logs refusals
  *   about this client, so one client cannot flood the log through any of
- *   them.
+ *   them; allocated on the session's first refusal (an idle connection
+ *   carries none).
  */
 #ifndef PIGEON_SESSIONS_H
 #define PIGEON_SESSIONS_H
@@ -37,19 +38,24 @@
 #include "loglimit.h"
 #include "token.h"
 
+/*
+ * The strings point into the registry's own copy, allocated to their length
+ * (a session costs what its identifiers need, not PG_IDENT_MAX each): valid
+ * while the session is registered.
+ */
 struct pg_session {
 	const void *key;
-	char uid[PG_IDENT_MAX + 1];
-	char device[PG_IDENT_MAX + 1];
-	char client_id[PG_CLIENT_ID_MAX];
-	char jti[PG_JTI_MAX + 1];
+	const char *uid;
+	const char *device;
+	const char *client_id; /* "<uid>:<device>" */
+	const char *jti;       /* the token's jti, "" if it had none */
 	enum pg_role role;
 	bool has_iat;
+	bool has_key_id;
 	int64_t iat;
 	int64_t exp;             /* the token's exp, Unix s */
 	struct pg_key_id key_id; /* the key that verified the token (if has_key_id) */
-	bool has_key_id;
-	int64_t since_ms; /* when it was admitted, Unix ms */
+	int64_t since_ms;        /* when it was admitted, Unix ms */
 };
 
 enum pg_session_event {
@@ -83,6 +89,9 @@ PG_EXPORT bool pg_sessions_device_connected(const char *uid, const char *device)
 
 /* Total sessions open. */
 PG_EXPORT size_t pg_sessions_count(void);
+
+/* How many users have at least one session open. */
+PG_EXPORT size_t pg_sessions_user_total(void);
 
 /*
  * Calls fn for each session (of uid, if uid is not NULL). fn must not add or

@@ -63,8 +63,11 @@ struct inbox_plugin {
 	struct inbox_config cfg;
 	struct pg_store *store;
 	struct inbox_counters counters;
-	struct presence_user *presence; /* uthash: users shown online or in grace */
-	/* Users in their grace (offline_at_ms set), oldest first: the tick looks only here. */
+	/*
+	 * Users in their grace, by uid and oldest first (connected users are
+	 * shown online from the session registry, sessions.h).
+	 */
+	struct presence_user *presence;
 	struct presence_user *leaving_head, *leaving_tail;
 	struct rate_user *rates;   /* uthash: send buckets */
 	struct pg_link_inbox link; /* what pigeon_push asks of the inbox */

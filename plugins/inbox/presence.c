@@ -6,6 +6,11 @@
  * nothing. Connections come from libpigeon's session registry (pigeon_auth
  * records them; Mosquitto 2.0.11 has no CONNECT event). Who is shown online
  * is journaled, so after a crash the next start turns them offline.
+ *
+ * A user is shown online while the registry has a session of theirs, or
+ * while they are in their grace: only the latter need an entry here, so a
+ * connected user costs this plugin nothing (the registry already knows
+ * them) and the entries are bounded by the disconnects of one grace period.
  */
 #include "pigeon_inbox.h"
 
@@ -16,17 +21,18 @@
 
 #include "topic.h"
 
+/* A user whose last device left: offline at offline_at_ms unless one comes back. */
 struct presence_user {
-	int64_t offline_at_ms; /* 0: not leaving */
+	int64_t offline_at_ms;
 	/*
-	 * On ip's leaving list while offline_at_ms is set. Every user gets the
+	 * On ip's leaving list, which holds every entry. Every user gets the
 	 * same grace, so appending keeps the list in offline_at_ms order and the
 	 * tick stops at the first one not due: O(due), not O(online users), on
 	 * every Mosquitto loop iteration.
 	 */
 	struct presence_user *leave_prev, *leave_next;
 	UT_hash_handle hh;
-	char uid[PG_IDENT_MAX + 1];
+	char uid[]; /* NUL-terminated */
 };
 
 struct device_list {
@@ -81,11 +87,9 @@ static void presence_publish(struct inbox_plugin *ip, const char *uid, bool onli
 	}
 }
 
-static void leaving_unlink(struct inbox_plugin *ip, struct presence_user *p)
+/* Takes p off the leaving list and out of the hash, and frees it. */
+static void leaving_drop(struct inbox_plugin *ip, struct presence_user *p)
 {
-	if (p->offline_at_ms == 0) {
-		return;
-	}
 	if (p->leave_prev) {
 		p->leave_prev->leave_next = p->leave_next;
 	} else {
@@ -96,15 +100,22 @@ static void leaving_unlink(struct inbox_plugin *ip, struct presence_user *p)
 	} else {
 		ip->leaving_tail = p->leave_prev;
 	}
-	p->leave_prev = p->leave_next = NULL;
-	p->offline_at_ms = 0;
+	HASH_DEL(ip->presence, p);
+	free(p);
 }
 
-/* Starts (or restarts) p's grace: offline at at_ms unless a device comes back. */
-static void leaving_append(struct inbox_plugin *ip, struct presence_user *p, int64_t at_ms)
+/* uid's last device left: starts the grace (offline now if out of memory). */
+static void leaving_start(struct inbox_plugin *ip, const char *uid)
 {
-	leaving_unlink(ip, p);
-	p->offline_at_ms = at_ms;
+	size_t len = strlen(uid);
+	struct presence_user *p = calloc(1, sizeof(*p) + len + 1);
+
+	if (p == NULL) {
+		presence_publish(ip, uid, false);
+		return;
+	}
+	memcpy(p->uid, uid, len + 1);
+	p->offline_at_ms = inbox_now_ms() + (int64_t)ip->cfg.presence_grace_ms;
 	p->leave_prev = ip->leaving_tail;
 	if (ip->leaving_tail) {
 		ip->leaving_tail->leave_next = p;
@@ -112,6 +123,7 @@ static void leaving_append(struct inbox_plugin *ip, struct presence_user *p, int
 		ip->leaving_head = p;
 	}
 	ip->leaving_tail = p;
+	HASH_ADD_STR(ip->presence, uid, p);
 }
 
 void inbox_presence_watch(enum pg_session_event ev, const struct pg_session *s, void *ud)
@@ -119,24 +131,22 @@ void inbox_presence_watch(enum pg_session_event ev, const struct pg_session *s, 
 	struct inbox_plugin *ip = ud;
 	struct presence_user *p;
 
-	HASH_FIND_STR(ip->presence, s->uid, p);
 	if (ev == PG_SESSION_ADDED) {
+		/* ADDED is reported once the session counts. */
+		if (pg_sessions_user_count(s->uid) > 1) {
+			return; /* another device is connected: already online */
+		}
+		HASH_FIND_STR(ip->presence, s->uid, p);
 		if (p != NULL) {
-			leaving_unlink(ip, p); /* back within the grace: no event */
+			leaving_drop(ip, p); /* back within the grace: no event */
 			return;
 		}
-		p = calloc(1, sizeof(*p));
-		if (p == NULL) {
-			return;
-		}
-		strcpy(p->uid, s->uid);
-		HASH_ADD_STR(ip->presence, uid, p);
 		presence_publish(ip, s->uid, true);
 		return;
 	}
 	/* REMOVED is reported while the session still counts. */
-	if (p != NULL && pg_sessions_user_count(s->uid) <= 1) {
-		leaving_append(ip, p, inbox_now_ms() + (int64_t)ip->cfg.presence_grace_ms);
+	if (pg_sessions_user_count(s->uid) <= 1) {
+		leaving_start(ip, s->uid);
 	}
 }
 
@@ -145,23 +155,31 @@ void inbox_presence_tick(struct inbox_plugin *ip, int64_t now_ms)
 	struct presence_user *p;
 
 	while ((p = ip->leaving_head) != NULL && now_ms >= p->offline_at_ms) {
-		leaving_unlink(ip, p);
-		if (pg_sessions_user_count(p->uid) > 0) {
-			continue;
+		/* A device back within the grace dropped the entry; checked anyway. */
+		if (pg_sessions_user_count(p->uid) == 0) {
+			presence_publish(ip, p->uid, false);
 		}
-		presence_publish(ip, p->uid, false);
-		HASH_DEL(ip->presence, p);
-		free(p);
+		leaving_drop(ip, p);
 	}
+}
+
+/* Shown online: connected, or within the grace after the last device left. */
+static bool presence_shown_online(struct inbox_plugin *ip, const char *uid)
+{
+	struct presence_user *p;
+
+	if (pg_sessions_user_count(uid) > 0) {
+		return true;
+	}
+	HASH_FIND_STR(ip->presence, uid, p);
+	return p != NULL;
 }
 
 static void reset_one(const char *uid, void *ud)
 {
 	struct inbox_plugin *ip = ud;
-	struct presence_user *p;
 
-	HASH_FIND_STR(ip->presence, uid, p);
-	if (p == NULL && pg_ident_valid_str(uid)) {
+	if (pg_ident_valid_str(uid) && !presence_shown_online(ip, uid)) {
 		presence_publish(ip, uid, false);
 	}
 }
@@ -170,8 +188,8 @@ void inbox_presence_reset_stale(struct inbox_plugin *ip)
 {
 	/* pg_store_open replayed the journal into SQLite, so its online set is
 	 * complete without waiting for the store thread (which a locked
-	 * database could stall); users who connected since are in ip->presence
-	 * and are skipped. */
+	 * database could stall); users who connected since (or left again and
+	 * are in their grace) are skipped. */
 	pg_store_foreach_online(ip->store, reset_one, ip);
 }
 
@@ -189,5 +207,6 @@ void inbox_presence_free(struct inbox_plugin *ip)
 
 size_t inbox_presence_count(struct inbox_plugin *ip)
 {
-	return HASH_COUNT(ip->presence);
+	/* Disjoint: a user's grace entry goes when a device of theirs connects. */
+	return pg_sessions_user_total() + HASH_COUNT(ip->presence);
 }
