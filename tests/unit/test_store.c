@@ -1728,6 +1728,47 @@ static void make_v1_db(const struct fx *f, int64_t now)
 }
 
 /*
+ * users.stored is counted per batch (schema 4), not per inserted row: over
+ * batches of chats, notifications replacing their type and cap deletions,
+ * and across a restart, every user's count equals the rows they have.
+ */
+static void test_stored_counts_per_batch_stay_exact(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct sent s;
+	char uid[32], body[32];
+	int i, round;
+
+	fx_init(&f, 5);
+	st = fx_open(&f);
+	for (round = 0; round < 4; round++) {
+		for (i = 0; i < 50; i++) {
+			snprintf(uid, sizeof(uid), "c%d", i);
+			snprintf(body, sizeof(body), "r%d", round);
+			CHECK(chat(st, "svc", uid, NULL, body) > 0);
+			CHECK(chat(st, "svc", uid, NULL, body) > 0);
+			s = notify(st, uid, i % 2 ? "like" : "follow", body, now_ms(), 0);
+			CHECK_EQ(s.rc, PG_OK);
+			sent_free(&s);
+		}
+		pg_store_flush(st);
+		CHECK_EQ(drifted_users(&f), 0);
+		if (round == 1) {
+			fx_close(&f);
+			st = fx_open(&f);
+		}
+	}
+	/* 8 chats and one notification each, capped at 5: the newest 5 are kept. */
+	{
+		Pigeon__SyncReply *r = sync_of(st, "c7", 0, 100, 1 << 20);
+		CHECK_EQ(r->n_messages, 5);
+		pg_store_sync_free(r);
+	}
+	fx_done(&f);
+}
+
+/*
  * Dedup is per (sender, recipient, msg_id): one msg_id to several users is
  * stored for each, a resend to each is a duplicate of that user's own
  * message; in memory, in SQLite, after a restart, and in a database made by
@@ -1798,7 +1839,7 @@ static void test_dedup_per_recipient(void)
 		CHECK_EQ(sqlite3_open_v2(f.db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 		CHECK_EQ(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
 		CHECK_EQ(sqlite3_step(q), SQLITE_ROW);
-		CHECK_EQ(sqlite3_column_int(q, 0), 3);
+		CHECK_EQ(sqlite3_column_int(q, 0), 4);
 		sqlite3_finalize(q);
 		sqlite3_close(h);
 	}
@@ -2260,6 +2301,7 @@ int main(void)
 	RUN(test_crash_torn_tail);
 	RUN(test_clean_restart);
 	RUN(test_expiry_of_many_users_keeps_the_cap_exact);
+	RUN(test_stored_counts_per_batch_stay_exact);
 	RUN(test_dedup_per_recipient);
 	RUN(test_refused_accept_frees_its_envelope);
 	RUN(test_backlog_bound_while_writes_are_held);
