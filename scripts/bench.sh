@@ -45,7 +45,7 @@ if ((do_build)); then
 		exit 1
 	}
 	cmake --build "$build" -j"$(nproc)" --target pigeon-bench pigeon_auth pigeon_inbox \
-		pigeon_push >>"$build/bench-build.log" 2>&1 || {
+		pigeon_push pigeon-send pigeon-token >>"$build/bench-build.log" 2>&1 || {
 		tail -30 "$build/bench-build.log" >&2
 		echo "scripts/bench.sh: build failed, see $build/bench-build.log" >&2
 		exit 1

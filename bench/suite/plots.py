@@ -39,7 +39,7 @@ def bars(path, title, ylabel, cases, tmp):
     """cases: [(label, pigeon, plain)]; clustered bars."""
     dat = Path(tmp) / (Path(path).stem + ".dat")
     with open(dat, "w") as f:
-        f.write("case pigeon plain\n")
+        f.write("# case pigeon plain\n")
         for label, g, p in cases:
             f.write(f'"{_q(label)}" {g if g is not None else 0} {p if p is not None else 0}\n')
     gnuplot(f"""{TERMINAL}
@@ -82,7 +82,7 @@ set logscale y 10
 set xrange [1:*]
 set xlabel "percentile (axis: 1/(1-p))"
 set ylabel "latency (us)"
-set xtics ("0%" 1, "90%" 10, "99%" 100, "99.9%" 1000, "99.99%" 10000, "99.999%" 100000)
+set xtics ("0%%" 1, "50%%" 2, "90%%" 10, "99%%" 100, "99.9%%" 1000, "99.99%%" 10000, "99.999%%" 100000)
 set grid xtics ytics mytics
 set key top left
 plot {", ".join(plots)}
@@ -115,8 +115,12 @@ def make(results, out_dir):
             for r in (w.get(key) or {}).get("rows", []):
                 if r["unit"] == "msg/s":
                     s = summarize(r)
-                    cases.append((r["name"].replace("1->1 throughput, ", "1->1, "),
-                                  s["pigeon"], s["plain"]))
+                    label = r["name"]
+                    if key == "load":
+                        label = "1->1, " + label.split(", ", 1)[1].replace(
+                            " other idle connections", " idle").replace(
+                            " other idle connection", " idle")
+                    cases.append((label, s["pigeon"], s["plain"]))
         if cases:
             bars(out_dir / "throughput.png", "Throughput, QoS 1, 256 B (median msg/s)", "msg/s",
                  cases, tmp)

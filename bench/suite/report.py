@@ -143,7 +143,8 @@ SECTIONS = [
      "`pigeon-bench notify`: one service publishes notifications of several types round-robin "
      "to offline users; pigeon stores them and keeps only the latest of each type per user "
      "(merging). Plain Mosquitto gets the very same publishes but has no subscriber for them "
-     "and drops them: its figure is the cost of receiving and discarding.",
+     "and drops them: its figure is the cost of receiving and discarding. After the runs the "
+     "suite checks that pigeon's store holds exactly users x types messages per run.",
      "Higher is better. No target: the plain figure is a floor (receive + drop), not an "
      "equivalent.", []),
     ("catchup", "Catch-up",
@@ -192,8 +193,19 @@ SECTIONS = [
      "bench/fake_apns.js (HTTP/2 over TLS, verifies the provider JWT and the payload). "
      "pushes/s = requests the fake received per second between 10 % and 90 % of them. One "
      "untimed warm-up run first.",
-     "Higher is better. Target: >= 5,000 pushes/s over pigeon's connection(s) to the provider.",
+     "Higher is better. Target: >= 5,000 pushes/s over pigeon's connection(s) to the provider. "
+     "Second row: the latency cost of a provider that never answers - `pigeon-bench latency` "
+     "(2,000 msg/s, fixed schedule) to an online device whose user also has an offline APNs "
+     "device, the fake stalling every request (coalesce_ms 1000: one push per second), against "
+     "pigeon without a provider; in this row the pigeon column is the stalled broker's p99 and "
+     "the plain column the one without a provider. Target: p99 ratio <= 1.2.",
      []),
+    ("send", "Sending from a backend (pigeon-send)",
+     "Pigeon only. `pigeon-send` (a service token, one 256-byte CHAT to each of N users read "
+     "from a file, window 500): msg/s = N / the run's wall time, connect included; in the same "
+     "repetitions, alternating which goes first, the raw CHAT throughput of `pigeon-bench chat` "
+     "(QoS 1, 256 B, window 500) against the same broker.",
+     "Higher is better; the ratio is pigeon-send / chat. Target: >= 0.8.", []),
 ]
 
 INTRO = """Every figure on this page was measured by the benchmark suite, with the command

@@ -333,18 +333,32 @@ def notify(ctx):
     count, users, types = (10000, 100, 10) if q else (100000, 1000, 10)
     r = row("notify", f"{count:,} notifications, {types} types, {users:,} offline users", "msg/s")
     bro = {k: ctx.broker(k) for k in ("pigeon", "plain")}
+    prefixes = []
     try:
         for rep in range(ctx.reps):
             def one(kind):
+                pre = ctx.prefix("nt")
+                if kind == "pigeon":
+                    prefixes.append(pre)
                 res = ctx.bench(bro[kind], "notify", ["--count", count, "--users", users,
-                                                      "--types", types,
-                                                      "--to", ctx.prefix("nt")], kind)
+                                                      "--types", types, "--to", pre], kind)
                 return res["figure"], slim(res, ("seconds", "other_cpu", "broker_cores", "redone"))
             pair_rep(r["reps"], ctx, rep, one)
     finally:
         for b in bro.values():
             b.stop()
-    return {"rows": [r], "params": {"count": count, "users": users, "types": types}}
+    # Merging kept exactly the latest of each type per user (the broker
+    # applied its journal on the way out).
+    con = sqlite3.connect(bro["pigeon"].dir / "pigeon.db", timeout=10)
+    stored = sum(con.execute("SELECT count(*) FROM messages WHERE uid LIKE ?",
+                             (pre + "%",)).fetchone()[0] for pre in prefixes)
+    con.close()
+    expected = len(prefixes) * min(users * types, count)
+    ctx.log(f"    notify: {stored} stored rows (expected {expected})")
+    if stored != expected:
+        raise BenchError(f"the notifications left {stored} stored rows, not {expected}")
+    return {"rows": [r], "params": {"count": count, "users": users, "types": types,
+                                    "stored_rows": stored}}
 
 
 # ---------------------------------------------------------------- 4 ----
@@ -673,12 +687,118 @@ def push(ctx):
                                                      "sessions": st.get("sessions"),
                                                      "broker_cores": round(cores, 2),
                                                      "load": out.strip()}}})
+        b.stop()
+        b = None
+        lat = push_stall_latency(ctx, fake, opts)
     finally:
         if b:
             b.stop()
         fake.stop()
         ctx.extra_pids = [p for p in ctx.extra_pids if p != fake.proc.pid]
-    return {"rows": [r], "params": {"count": count, "users": users, "coalesce_ms": 0}}
+    return {"rows": [r, lat], "params": {"count": count, "users": users, "coalesce_ms": 0}}
+
+
+def push_stall_latency(ctx, fake, opts):
+    """bench/push.sh's latency part: publish -> delivery latency to an online
+    device whose user also has an offline APNs device, the provider never
+    answering (every push stalls, coalesce_ms 1000), against pigeon without a
+    provider."""
+    q = ctx.quick
+    rate, seconds = 2000, (3 if q else 10)
+    r = row("push-stall", f"p99 latency at {rate:,} msg/s, provider stalled vs no provider",
+            "us", better="lower", target={"on": "ratio", "op": "<=", "value": 1.2},
+            ratio_def="stalled/none")
+    opts = dict(opts, coalesce_ms=1000)
+    pre = ctx.prefix("pl")
+    st = B.Broker(ctx, "pigeon", name="pushstall", max_queued=100000, push=opts).start()
+    st.stop()
+    con = sqlite3.connect(st.dir / "pigeon-push.db", timeout=10)
+    import hashlib
+    with con:
+        con.executemany(
+            "INSERT OR REPLACE INTO push_devices(uid, device, platform, token, app, sandbox,"
+            " registered_ms) VALUES (?, 'ipad', 'apns', ?, '', 0, ?)",
+            ((f"{pre}{i}", hashlib.sha256(f"{pre}{i}/ipad".encode()).hexdigest(),
+              int(time.time() * 1000)) for i in range(ctx.reps)))
+    con.close()
+    fake.reset()
+    import push_lib
+    push_lib.post(fake.control, "/mode", {"mode": "stall"})
+    st.start()
+    none = ctx.broker("pigeon")
+    keys = ("p50_us", "p99_us", "p999_us", "max_us", "other_cpu", "redone")
+    try:
+        for rep in range(ctx.reps):
+            vals = {}
+            for name in (("stall", "none") if rep % 2 == 0 else ("none", "stall")):
+                res = ctx.bench(st if name == "stall" else none, "latency",
+                                ["--to", f"{pre}{rep}", "--rate", rate, "--count", rate * seconds,
+                                 "--warmup", rate // 2, "--time-limit", seconds + 30], name,
+                                timeout=seconds + 60)
+                vals[name] = res
+            r["reps"].append({"pigeon": vals["stall"]["p99_us"], "plain": vals["none"]["p99_us"],
+                              "ratio": ratio(vals["stall"]["p99_us"], vals["none"]["p99_us"]),
+                              "raw": {"pigeon": slim(vals["stall"], keys),
+                                      "plain": slim(vals["none"], keys)}})
+        r["fake"] = fake.stats()
+    finally:
+        st.stop()
+        none.stop()
+        fake.reset()
+    return r
+
+
+# --------------------------------------------------------------- 10 ----
+def send(ctx):
+    """bench/clients.sh's send part: pigeon-send to N users from a file vs the
+    raw CHAT throughput of `pigeon-bench chat` on the same broker."""
+    count, window = (2000 if ctx.quick else 10000), 500
+    r = row("send", f"pigeon-send to {count:,} users (window {window})", "msg/s",
+            target={"on": "ratio", "op": ">=", "value": 0.8},
+            ratio_def="vs chat")
+    rc = row("send-chat", f"pigeon-bench chat, {count:,} messages (window {window})", "msg/s")
+    b = ctx.broker("pigeon")
+    try:
+        tok = subprocess.run([str(ctx.build / "bin" / "pigeon-token"), "mint", "--secret-file",
+                              str(ctx.keys.secret), "--sub", "backend", "--role", "service",
+                              "--ttl", "86400"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout.strip()
+        body = ctx.tmp / "body"
+        body.write_bytes(b"x" * 256)
+        for rep in range(ctx.reps):
+            vals = {}
+            for what in (("send", "chat") if rep % 2 == 0 else ("chat", "send")):
+                if what == "chat":
+                    res = ctx.bench(b, "chat", ["--count", count, "--window", window,
+                                                "--to", ctx.prefix("sc")], "pigeon")
+                    vals["chat"] = res["figure"]
+                    continue
+                users = ctx.tmp / f"users-{ctx.next_id()}"
+                pre = ctx.prefix("su")
+                users.write_text("".join(f"{pre}{i}\n" for i in range(count)))
+                out = ctx.tmp / f"send-{ctx.next_id()}.out"
+                t0 = time.monotonic()
+                with open(out, "w") as f:
+                    p = subprocess.run([str(ctx.build / "bin" / "pigeon-send"), "-p", str(b.port),
+                                        "--token", tok, "--body-file", str(body), "--to-file",
+                                        str(users), "--window", str(window), "--timeout", "300"],
+                                       stdout=f, stderr=subprocess.PIPE, text=True, timeout=330)
+                dt = time.monotonic() - t0
+                if p.returncode != 0:
+                    raise BenchError(f"pigeon-send exited {p.returncode}: {p.stderr[-600:]}")
+                stored = sum(1 for line in out.read_text().splitlines()
+                             if len(line.split()) == 2 and line.split()[1].isdigit()
+                             and int(line.split()[1]) > 0)
+                if stored != count:
+                    raise BenchError(f"pigeon-send stored {stored} of {count}")
+                vals["send"] = round(count / dt)
+                ctx.log(f"    send pigeon {vals['send']} msg/s count={count} seconds={dt:.3f}")
+            r["reps"].append({"pigeon": vals["send"], "plain": None,
+                              "ratio": ratio(vals["send"], vals["chat"])})
+            rc["reps"].append({"pigeon": vals["chat"], "plain": None, "ratio": None})
+    finally:
+        b.stop()
+    return {"rows": [r, rc], "params": {"count": count, "window": window}}
 
 
 # name -> (function, the results keys it fills)
@@ -691,4 +811,5 @@ ALL = [
     ("memory", memory_and_load),  # fills "memory" and "load"
     ("storms", storms),
     ("push", push),
+    ("send", send),
 ]
