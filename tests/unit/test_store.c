@@ -4,7 +4,8 @@
  * per-recipient CHAT seqs; sync paging (limit, max_bytes, more,
  * head_seq, oldest_seq); NOTIFY merging and its reset by an ack; dedup;
  * reads that merge records not yet applied to SQLite; acks and unread
- * counts; INSTANT; invalid input; the per-user cap; TTL; presence; and
+ * counts; INSTANT; invalid input; the per-user cap; TTL; presence; the
+ * bound of the user cache; and
  * durability: a process that dies without closing (fork + _exit) loses no
  * accepted record, and a clean restart keeps everything and trims the
  * journal.
@@ -18,8 +19,11 @@
  *
  * Each test uses its own mkdtemp directory, removed at its end.
  */
+#define _GNU_SOURCE /* SCHED_BATCH */
+#include <dirent.h>
 #include <errno.h>
 #include <glob.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -2099,6 +2103,70 @@ static void test_idle_users_evicted_under_traffic(void)
 }
 
 /*
+ * The user cache is bounded in the number of users ever seen: with
+ * users_max 8, a thousand users loaded one after another leave at most 8
+ * in memory (plus, briefly, those with records not yet applied: never
+ * evicted), and an evicted user comes back from the database as it was.
+ */
+static void test_user_cache_is_bounded(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_stats stats;
+	uint64_t most = 0;
+	char uid[16];
+	int i;
+
+	fx_init(&f, 1000);
+	f.cfg.users_max = 8;
+	st = fx_open(&f);
+	for (i = 0; i < 50; i++) {
+		snprintf(uid, sizeof(uid), "sent%d", i);
+		CHECK_EQ(chat(st, "alice", uid, NULL, "m1"), 1);
+	}
+	CHECK(pg_store_flush(st));
+	for (i = 0; i < 1000; i++) {
+		snprintf(uid, sizeof(uid), "seen%d", i);
+		CHECK_EQ(head_of(st, uid), 0);
+		pg_store_get_stats(st, &stats);
+		if (i >= 10 && stats.users > most) {
+			most = stats.users;
+		}
+	}
+	CHECK(most <= 8);
+	CHECK_EQ(stats.users, 8);
+	/* Users with records on their way to the database stay, whatever the bound. */
+	block_writer(&f);
+	for (i = 0; i < 20; i++) {
+		snprintf(uid, sizeof(uid), "held%d", i);
+		CHECK_EQ(chat(st, "alice", uid, NULL, "m1"), 1);
+	}
+	for (i = 0; i < 100; i++) {
+		snprintf(uid, sizeof(uid), "more%d", i);
+		CHECK_EQ(head_of(st, uid), 0);
+	}
+	pg_store_get_stats(st, &stats);
+	CHECK(stats.users >= 20 && stats.users <= 28);
+	for (i = 0; i < 20; i++) {
+		snprintf(uid, sizeof(uid), "held%d", i);
+		CHECK_EQ(chat(st, "alice", uid, NULL, "m2"), 2);
+	}
+	unblock_writer(&f);
+	CHECK(pg_store_flush(st));
+	for (i = 0; i < 100; i++) {
+		snprintf(uid, sizeof(uid), "late%d", i);
+		CHECK_EQ(head_of(st, uid), 0);
+	}
+	pg_store_get_stats(st, &stats);
+	CHECK_EQ(stats.users, 8);
+	/* Evicted long ago: reloaded with their seqs. */
+	CHECK_EQ(head_of(st, "sent7"), 1);
+	CHECK_EQ(chat(st, "alice", "sent7", NULL, "m2"), 2);
+	CHECK_EQ(head_of(st, "held3"), 2);
+	fx_done(&f);
+}
+
+/*
  * Sync's size bound counts whole envelopes, metadata included: messages
  * with large metadata (a 16 KiB content type, which the store itself does
  * not limit) and tiny bodies give replies within PG_SYNC_MAX_BYTES, and
@@ -2248,6 +2316,43 @@ static void test_seq_space_exhausted_refuses(void)
 	fx_done(&f);
 }
 
+/* Threads of this process running SCHED_BATCH (from /proc/self/task). */
+static int batch_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] != '.' && sched_getscheduler(atoi(e->d_name)) == SCHED_BATCH) {
+			n++;
+		}
+	}
+	if (d != NULL) {
+		closedir(d);
+	}
+	return n;
+}
+
+/* The store thread yields to the broker thread on wakeup: it runs SCHED_BATCH. */
+static void test_store_thread_runs_batch_policy(void)
+{
+	struct fx f;
+	int i, n = 0;
+
+	fx_init(&f, 10);
+	CHECK_EQ(batch_threads(), 0);
+	fx_open(&f);
+	/* The thread sets its policy as it starts: give it a moment. */
+	for (i = 0; i < 200 && (n = batch_threads()) == 0; i++) {
+		usleep(5000);
+	}
+	CHECK_EQ(n, 1);
+	fx_close(&f);
+	CHECK_EQ(batch_threads(), 0);
+	fx_done(&f);
+}
+
 /*
  * pg_store_config.backend picks the database: "sqlite" (also NULL), the
  * test wrapper "faulty:<name>"; an unknown name fails the open and says so.
@@ -2307,9 +2412,11 @@ int main(void)
 	RUN(test_backlog_bound_while_writes_are_held);
 	RUN(test_close_while_writes_are_held);
 	RUN(test_idle_users_evicted_under_traffic);
+	RUN(test_user_cache_is_bounded);
 	RUN(test_sync_bound_counts_whole_envelopes);
 	RUN(test_file_modes);
 	RUN(test_seq_space_exhausted_refuses);
 	RUN(test_backend_is_chosen_by_name);
+	RUN(test_store_thread_runs_batch_policy);
 	return check_exit();
 }
