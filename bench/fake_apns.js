@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// A lean APNs-like HTTP/2 server for bench/push.sh only (the integration
+// A lean APNs-like HTTP/2 server for the benchmark suite's push workload only
+// (bench/suite/workloads.py; the integration
 // tests' tests/integration/fakepush/fake_provider.js records and logs every
 // request, and under pigeon's bursts of up to 1,000 concurrent streams its
 // default HTTP/2 session memory runs out and it refuses streams; see
@@ -24,7 +25,7 @@
 //                 without an answer (until the mode changes or /reset; held
 //                 streams are then cancelled)
 //   POST /reset   counters to zero, mode ok, held streams cancelled
-// Exits when its stdin ends (the bench script holds it) or on SIGTERM.
+// Exits when its stdin ends (the suite holds it) or on SIGTERM.
 // Node 18 APIs only, built-in modules only.
 
 'use strict';

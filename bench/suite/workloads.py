@@ -20,6 +20,7 @@ Uids never repeat within a run (Context.prefix()), so runs on one broker do
 not meet each other's stored messages. Single-threaded.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from . import brokers as B
@@ -568,10 +570,10 @@ def ctx_tokens(ctx):
 
 # ---------------------------------------------------------------- 8 ----
 class FakeApns:
-    """bench/fake_apns.js on a free port; its control API for the counters."""
+    """bench/fake_apns.js on a free port, with a throwaway CA and APNs key made
+    by the integration tests' pushlib; its control API for the counters."""
 
     def __init__(self, ctx):
-        sys.path.insert(0, str(ctx.root / "bench"))
         sys.path.insert(0, str(ctx.root / "tests" / "integration"))
         import pushlib  # the integration tests' CA and APNs key makers
         d = ctx.tmp / "fake"
@@ -592,13 +594,23 @@ class FakeApns:
         self.port, self.control = info["port"], info["control"]
         ctx.extra_pids.append(self.proc.pid)
 
+    def _call(self, path, body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.control}{path}",
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     method="GET" if body is None else "POST",
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
     def stats(self):
-        import push_lib
-        return push_lib.get_stats(self.control)
+        return self._call("/stats")
 
     def reset(self):
-        import push_lib
-        push_lib.post(self.control, "/reset", {})
+        self._call("/reset", {})
+
+    def mode(self, mode):
+        """'ok', or 'stall': every later request is held without an answer."""
+        self._call("/mode", {"mode": mode})
 
     def stop(self):
         if self.proc.poll() is None:
@@ -630,7 +642,6 @@ def push(ctx):
         pre = ctx.prefix("pu")
         con = sqlite3.connect(b.dir / "pigeon-push.db", timeout=10)
         now = int(time.time() * 1000)
-        import hashlib
         with con:
             con.executemany(
                 "INSERT OR REPLACE INTO push_devices(uid, device, platform, token, app, sandbox,"
@@ -713,7 +724,6 @@ def push_stall_latency(ctx, fake, opts):
     st = B.Broker(ctx, "pigeon", name="pushstall", max_queued=100000, push=opts).start()
     st.stop()
     con = sqlite3.connect(st.dir / "pigeon-push.db", timeout=10)
-    import hashlib
     with con:
         con.executemany(
             "INSERT OR REPLACE INTO push_devices(uid, device, platform, token, app, sandbox,"
@@ -722,8 +732,7 @@ def push_stall_latency(ctx, fake, opts):
               int(time.time() * 1000)) for i in range(ctx.reps)))
     con.close()
     fake.reset()
-    import push_lib
-    push_lib.post(fake.control, "/mode", {"mode": "stall"})
+    fake.mode("stall")
     st.start()
     none = ctx.broker("pigeon")
     keys = ("p50_us", "p99_us", "p999_us", "max_us", "other_cpu", "redone")
