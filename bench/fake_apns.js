@@ -1,12 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // A lean APNs-like HTTP/2 server for the benchmark suite's push workload only
-// (bench/suite/workloads.py; the integration
-// tests' tests/integration/fakepush/fake_provider.js records and logs every
-// request, and under pigeon's bursts of up to 1,000 concurrent streams its
-// default HTTP/2 session memory runs out and it refuses streams; see
-// docs/benchmarks.md, "Push"). This one checks what costs little and
-// matters for the figure, and keeps nothing per request:
+// (bench/suite/workloads.py). The integration tests'
+// tests/integration/fakepush/fake_provider.js records and logs every request,
+// and under pigeon's bursts of up to 1,000 concurrent streams its default
+// HTTP/2 session memory runs out and it refuses streams. This one checks what
+// costs little and matters for the figure, and keeps nothing per request:
 //
 //   - HTTP/2 over TLS, POST /3/device/<token>, like APNs;
 //   - the bearer provider token (ES256 JWT: alg, kid, iss, iat, signature)
