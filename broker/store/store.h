@@ -51,6 +51,12 @@ struct pg_store_config {
 	uint32_t backlog_max;
 	size_t backlog_max_bytes;
 	/*
+	 * Users whose state (head, notification slots, device cursors) stays
+	 * in memory between requests (0: 100,000); beyond, the least recently
+	 * used are reloaded from the database on their next use.
+	 */
+	uint32_t users_max;
+	/*
 	 * The database behind the store (read during pg_store_open): NULL or
 	 * "sqlite". "faulty:<name>" wraps <name> for tests
 	 * (pg_store_test_hold_applier).

@@ -94,7 +94,6 @@ struct device_cursor {
 };
 
 struct store_user {
-	char uid[PG_IDENT_MAX + 1];
 	uint64_t head;
 	uint64_t max_cursor; /* highest cursor of any device: what "acknowledged" means */
 	struct notify_slot *slots;
@@ -102,11 +101,21 @@ struct store_user {
 	struct store_pending *pending_head, *pending_tail;
 	uint64_t last_lsn; /* newest record journaled for this user (append or cursor) */
 	int64_t used_ms;   /* last accept / ack / sync / head / unread */
+	/* st->lru_head..lru_tail: every cached user, least recently used first. */
+	struct store_user *lru_prev, *lru_next;
 	UT_hash_handle hh;
+	char uid[]; /* NUL-terminated */
 };
 
 /* Users untouched this long, with everything applied, leave memory (reloaded on use). */
 #define STORE_USER_IDLE_MS (10 * 60 * 1000)
+/*
+ * Default bound of the user cache (pg_store_config.users_max): beyond it,
+ * loading a user evicts the least recently used ones that have everything
+ * applied, looking at no more than STORE_USER_EVICT_SCAN of them.
+ */
+#define STORE_USERS_MAX_DEFAULT 100000
+#define STORE_USER_EVICT_SCAN 16
 
 struct store_dedup {
 	uint64_t lsn;
@@ -130,7 +139,8 @@ struct pg_store {
 	uint64_t next_lsn;
 	_Atomic uint64_t applied_lsn;
 
-	struct store_user *users;  /* uthash by uid */
+	struct store_user *users; /* uthash by uid */
+	struct store_user *lru_head, *lru_tail;
 	struct store_dedup *dedup; /* uthash: (from, msg_id) not yet applied */
 	/*
 	 * Every dedup key of the last one to two windows: generation `bloom_cur`
@@ -166,13 +176,17 @@ struct pg_store {
 int64_t store_now_ms(void);
 
 /* store_user.c */
-/* The in-memory state of uid, loaded from the backend on first use. NULL on failure. */
+/*
+ * The in-memory state of uid, loaded from the backend on first use. NULL on
+ * failure. Loading may evict other users (the cache bound): hold no other
+ * struct store_user across a call.
+ */
 struct store_user *store_user_get(struct pg_store *st, const char *uid);
 void store_user_free(struct store_user *u);
 /*
  * Drops idle users' state from memory. Only users with every record applied
  * (no pending entry, no cursor move still queued): the backend has all of
- * theirs, and a reload rebuilds the same state.
+ * theirs, and a reload rebuilds the same state. Costs O(users evicted).
  */
 void store_user_evict_idle(struct pg_store *st, int64_t now_ms);
 
