@@ -46,7 +46,7 @@ def summarize(row):
 def fmt(v, unit=""):
     if v is None:
         return "n/a"
-    if unit == "x" or (isinstance(v, float) and abs(v) < 10):
+    if unit == "x" or (abs(v) < 10 and v != int(v)):
         return f"{v:.2f}"
     return f"{v:,.0f}"
 
@@ -167,7 +167,8 @@ SECTIONS = [
      "A fresh broker, one warm-up connection, then VmRSS (/proc/<pid>/status); `pigeon-bench "
      "idle --count K` opens K connections (client id `<uid>:phone`, each subscribed to "
      "`im/<uid>/#` QoS 1 like an app) and holds them; VmRSS again: bytes per connection = "
-     "(held - before) / K. Then those K disconnect (pigeon: after its 10 s presence grace) and "
+     "(held - before) / K. Then those K disconnect (full mode waits 11 s for pigeon's 10 s "
+     "presence grace to end; quick mode 1 s) and "
      "K connections of NEW uids are held: their bytes per connection (against the same "
      "baseline) show whether the broker keeps memory per user ever seen.",
      "Lower is better. Target: pigeon/plain <= 1.3 for both batches, and pigeon's second batch "
@@ -257,7 +258,7 @@ def header(meta):
         f"- broker: {m.get('mosquitto', '?')} (`{meta.get('mosquitto_path', '?')}`)",
         f"- pigeon: {m.get('pigeon', '?')}, RelWithDebInfo; {m.get('openssl', '?')}; node "
         f"{m.get('node', '?')}",
-        f"- noise guard: {meta.get('max_other', 10)} % of a core; runs redone: "
+        f"- noise guard: {meta.get('max_other', 10):g} % of a core; runs redone: "
         f"{meta.get('redone', 0)}",
     ]
     if meta.get("skipped"):
