@@ -13,5 +13,8 @@ int bench_notify(int argc, char **argv);
 int bench_push_load(int argc, char **argv);
 int bench_latency(int argc, char **argv);
 int bench_client_catchup(int argc, char **argv);
+int bench_open(int argc, char **argv);
+int bench_throughput(int argc, char **argv);
+int bench_idle(int argc, char **argv);
 
 #endif

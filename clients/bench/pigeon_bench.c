@@ -586,6 +586,23 @@ static const struct {
      "client-catchup --port P --secret-file F [--count N (10000)] [--to UID (cc0)]\n"
      "        N stored for UID, then timed: libpigeon-client from start to the N-th\n"
      "        message handed to the app (fresh state dir)\n"},
+    {"open", bench_open,
+     "open    --port P (--secret-file F | --anonymous) --rate R [--publishers N (1)]\n"
+     "        [--subscribers M (1)] [--threads T (1)] [--seconds S (10)] [--warmup S (1)]\n"
+     "        [--size B (256)] [--qos 0|1 (1)] [--to PREFIX (ol)] [--curve FILE]\n"
+     "        [--label L] [--time-limit S (seconds + 30)] [--connect-window W (200)]\n"
+     "        open loop: message k due at t0 + k/R from publisher <to>p<k%N> to\n"
+     "        <to><k%M>; latency from the due time (HDR percentiles)\n"},
+    {"throughput", bench_throughput,
+     "throughput --port P (--secret-file F | --anonymous) [--pairs N (1)]\n"
+     "        [--count C (100000 in all)] [--window W (100 per publisher)] [--size B (256)]\n"
+     "        [--threads T (2)] [--to PREFIX (tp)] [--label L] [--time-limit S (120)]\n"
+     "        closed loop: publisher <to>p<i> -> recipient <to><i>, W not yet received\n"},
+    {"idle", bench_idle,
+     "idle    --port P (--secret-file F | --anonymous) --count K [--threads T (2)]\n"
+     "        [--prefix PREFIX (idle)] [--keepalive S (600)] [--hold S (0: until stdin\n"
+     "        closes)] [--no-subscribe] [--label L] [--time-limit S (600)]\n"
+     "        [--connect-window W (200)]  K connections held (connection scale)\n"},
 };
 #define BENCH_NCOMMANDS (sizeof(bench_commands) / sizeof(bench_commands[0]))
 
