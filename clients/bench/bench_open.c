@@ -185,8 +185,7 @@ static uint64_t ol_tick(struct bench_pool *p, unsigned t)
 		memcpy(s->payload, stamp, OL_STAMP_LEN);
 		snprintf(topic, sizeof(topic), "im/%s%u/chat", a->to,
 		         (unsigned)(k % a->subscribers));
-		rc = mosquitto_publish_v5(pub->m, NULL, topic, (int)a->size, s->payload, a->qos,
-		                          false, NULL);
+		rc = bench_pool_publish(pub, topic, (int)a->size, s->payload, a->qos);
 		if (rc != MOSQ_ERR_SUCCESS) {
 			fprintf(stderr, "pigeon-bench: publish %llu failed: %s\n",
 			        (unsigned long long)k, mosquitto_strerror(rc));

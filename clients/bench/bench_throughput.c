@@ -155,8 +155,7 @@ static bool tp_send(struct tp_run *r, unsigned t, bool *error)
 			memcpy(th->payload, stamp, TP_STAMP_LEN);
 			snprintf(topic, sizeof(topic), "im/%s%u/chat", a->to,
 			         (unsigned)(pr - r->pairs));
-			rc = mosquitto_publish_v5(pr->pub->m, NULL, topic, (int)a->size,
-			                          th->payload, 1, false, NULL);
+			rc = bench_pool_publish(pr->pub, topic, (int)a->size, th->payload, 1);
 			if (rc != MOSQ_ERR_SUCCESS) {
 				fprintf(stderr, "pigeon-bench: publish failed: %s\n",
 				        mosquitto_strerror(rc));

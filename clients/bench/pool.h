@@ -3,7 +3,7 @@
  * A pool of MQTT connections for pigeon-bench's open, throughput and idle
  * modes: libmosquitto clients (mosquitto_new per connection, MQTT 5,
  * TCP_NODELAY) spread over T threads, each thread driving all of its
- * connections with one poll(2) loop over their sockets (mosquitto_loop_read /
+ * connections with one epoll loop over their sockets (mosquitto_loop_read /
  * loop_write / loop_misc; no libmosquitto thread). A connection belongs to
  * one thread for its whole life, and so does every callback about it.
  *
@@ -36,6 +36,7 @@ struct bench_conn {
 	/* private to pool.c */
 	char *setup; /* "<uid>:<dev>\0<uid>\0<token>\0<filter>\0" until ready */
 	bool has_token, has_filter;
+	bool out, dirty; /* EPOLLOUT asked for; published on since the last turn */
 	uint8_t state;
 };
 
@@ -81,6 +82,13 @@ int bench_pool_start(struct bench_pool *p);
 int bench_pool_wait_ready(struct bench_pool *p, double deadline);
 /* Starts the run phase (ops->tick). */
 void bench_pool_run(struct bench_pool *p);
+/*
+ * Publishes on c from c's thread (outside a callback the packet is written at
+ * once; what does not fit waits for EPOLLOUT). Every publish goes through
+ * here so that the loop knows to watch c for writing. A MOSQ_ERR_* code.
+ */
+int bench_pool_publish(struct bench_conn *c, const char *topic, int len, const void *payload,
+                       int qos);
 /* Wakes thread t from its poll (another thread made work for it). */
 void bench_pool_wake(struct bench_pool *p, unsigned t);
 bool bench_pool_failed(const struct bench_pool *p);
