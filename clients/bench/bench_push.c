@@ -23,6 +23,7 @@
  * Against pigeon only (tokens minted from --secret-file before anything is
  * timed). Every loop is bounded by a count and by --time-limit.
  */
+#define _GNU_SOURCE /* ppoll */
 #include "bench.h"
 
 #include <getopt.h>
@@ -170,16 +171,21 @@ static void bp_on_message(struct mosquitto *m, void *obj, const struct mosquitto
 	c->received++;
 }
 
-/* One client's network I/O for up to timeout_ms. false: the connection broke. */
-static bool bp_io(struct bp_client *c, int timeout_ms)
+/*
+ * One client's network I/O, waiting at most timeout_us (microseconds: a paced
+ * sender must not spin on a zero timeout). false: the connection broke.
+ */
+static bool bp_io_us(struct bp_client *c, uint64_t timeout_us)
 {
 	struct pollfd pfd = {.fd = mosquitto_socket(c->m), .events = POLLIN};
+	struct timespec ts = {.tv_sec = (time_t)(timeout_us / 1000000),
+	                      .tv_nsec = (long)(timeout_us % 1000000) * 1000};
 	int rc = MOSQ_ERR_SUCCESS;
 
 	if (mosquitto_want_write(c->m)) {
 		pfd.events |= POLLOUT;
 	}
-	if (poll(&pfd, 1, timeout_ms) < 0) {
+	if (ppoll(&pfd, 1, &ts, NULL) < 0) {
 		return true; /* EINTR: try again */
 	}
 	if (pfd.revents & (POLLIN | POLLERR | POLLHUP)) {
@@ -196,6 +202,11 @@ static bool bp_io(struct bp_client *c, int timeout_ms)
 		return false;
 	}
 	return true;
+}
+
+static bool bp_io(struct bp_client *c, int timeout_ms)
+{
+	return bp_io_us(c, (uint64_t)timeout_ms * 1000);
 }
 
 static char *bp_token(const struct bp_args *a, const char *uid, const char *dev, bool service)
@@ -434,13 +445,14 @@ static int bp_send(const struct bp_args *a, struct bp_client *c,
 	memset(payload, 'x', a->size);
 	while (bp_now() < deadline) {
 		uint64_t now = bp_now_ns();
-		int timeout_ms = 10;
+		uint64_t timeout_us = 10000;
 
 		while (i < a->count && c->acked + a->window > i) {
 			uint64_t due = t0 + (uint64_t)((double)i * period_ns);
 			if (due > now) {
-				uint64_t wait = (due - now) / 1000000;
-				timeout_ms = wait < 10 ? (int)wait : 10;
+				/* Sleep until due (ppoll's precision), never spin on a zero timeout. */
+				uint64_t wait = (due - now + 999) / 1000;
+				timeout_us = wait < 10000 ? wait : 10000;
 				break;
 			}
 			if (now - due > *lag_max_us * 1000) {
@@ -459,7 +471,7 @@ static int bp_send(const struct bp_args *a, struct bp_client *c,
 				goto out;
 			}
 			i++;
-			timeout_ms = 0;
+			timeout_us = 0;
 			if (period_ns > 0) {
 				now = bp_now_ns();
 			}
@@ -468,7 +480,7 @@ static int bp_send(const struct bp_args *a, struct bp_client *c,
 			rc = 0;
 			break;
 		}
-		if (!bp_io(c, timeout_ms)) {
+		if (!bp_io_us(c, timeout_us)) {
 			goto out;
 		}
 	}
