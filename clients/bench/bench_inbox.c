@@ -35,9 +35,9 @@
 
 #include "options.h"
 #include "pigeon.pb-c.h"
+#include "jws.h"
 #include "token.h"
-
-#define BI_KEYFILE_MAX (1u << 20)
+#include "tokens.h"
 
 struct bi_args {
 	const char *host;
@@ -184,25 +184,9 @@ static bool pred_subscribed(const void *arg)
 
 static char *bi_token(const struct bi_args *a, const char *uid, const char *dev, bool service)
 {
-	struct pg_claims cl = {0};
-	struct pg_signkey *key;
-	char err[256], *buf, *tok;
-	size_t len;
+	struct pg_signkey *key = bench_token_key(a->secret_file);
+	char *tok = key ? bench_token_mint(key, uid, dev, service, 86400) : NULL;
 
-	if (pg_read_file(a->secret_file, BI_KEYFILE_MAX, &buf, &len, err, sizeof(err)) != 0) {
-		fprintf(stderr, "pigeon-bench: %s\n", err);
-		return NULL;
-	}
-	key = pg_signkey_from_secret((unsigned char *)buf, len);
-	free(buf);
-	if (key == NULL) {
-		return NULL;
-	}
-	snprintf(cl.sub, sizeof(cl.sub), "%s", uid);
-	snprintf(cl.dev, sizeof(cl.dev), "%s", dev);
-	cl.role = service ? PG_ROLE_SERVICE : PG_ROLE_USER;
-	cl.exp = (int64_t)time(NULL) + 86400;
-	tok = pg_token_mint(key, &cl);
 	pg_signkey_free(key);
 	return tok;
 }

@@ -42,9 +42,10 @@
 
 #include "ident.h"
 #include "options.h"
+#include "jws.h"
 #include "token.h"
+#include "tokens.h"
 
-#define BP_KEYFILE_MAX (1u << 20)
 #define BP_MARKER "PGLT"
 #define BP_MARKER_LEN 4
 /* marker, index (16 hex digits), ':' and due time in ns (16 hex digits) */
@@ -211,26 +212,9 @@ static bool bp_io(struct bp_client *c, int timeout_ms)
 
 static char *bp_token(const struct bp_args *a, const char *uid, const char *dev, bool service)
 {
-	struct pg_claims cl = {0};
-	struct pg_signkey *key;
-	char err[256], *buf, *tok;
-	size_t len;
+	struct pg_signkey *key = bench_token_key(a->secret_file);
+	char *tok = key ? bench_token_mint(key, uid, dev, service, 86400) : NULL;
 
-	if (pg_read_file(a->secret_file, BP_KEYFILE_MAX, &buf, &len, err, sizeof(err)) != 0) {
-		fprintf(stderr, "pigeon-bench: %s\n", err);
-		return NULL;
-	}
-	key = len ? pg_signkey_from_secret((unsigned char *)buf, len) : NULL;
-	free(buf);
-	if (key == NULL) {
-		fprintf(stderr, "pigeon-bench: no key in %s\n", a->secret_file);
-		return NULL;
-	}
-	snprintf(cl.sub, sizeof(cl.sub), "%s", uid);
-	snprintf(cl.dev, sizeof(cl.dev), "%s", dev);
-	cl.role = service ? PG_ROLE_SERVICE : PG_ROLE_USER;
-	cl.exp = (int64_t)time(NULL) + 86400;
-	tok = pg_token_mint(key, &cl);
 	pg_signkey_free(key);
 	return tok;
 }
@@ -450,7 +434,8 @@ static int bp_send(const struct bp_args *a, struct bp_client *c,
 		while (i < a->count && c->acked + a->window > i) {
 			uint64_t due = t0 + (uint64_t)((double)i * period_ns);
 			if (due > now) {
-				/* Sleep until due (ppoll's precision), never spin on a zero timeout. */
+				/* Sleep until due (ppoll's precision), never spin on a zero
+				 * timeout. */
 				uint64_t wait = (due - now + 999) / 1000;
 				timeout_us = wait < 10000 ? wait : 10000;
 				break;
