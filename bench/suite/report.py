@@ -236,7 +236,8 @@ pigeon/plain as the median of the per-repetition ratios. `met` says whether
 the target holds. The raw figures list each repetition as `pigeon / plain
 (ratio)` and, in brackets, the CPU other processes used during the run, in
 percent of one core (the noise guard: a run over the limit is run once more
-and the second kept, marked `redone`).
+and the second kept, marked `redone`; quick mode reports it and never
+redoes). The memory workload runs at most 2 repetitions.
 """
 
 
