@@ -8,7 +8,9 @@
  * "idle" line and flushes stdout, then holds them (the pool's threads answer
  * the broker and send the keepalive pings) until stdin reaches EOF, SIGTERM
  * or SIGINT, or --hold seconds, disconnects all cleanly and prints
- * "idle-done". A caller (bench/suite.py) reads the broker's memory while the
+ * "idle-done". --time-limit bounds the whole run: connecting (exit 1 if not
+ * all are ready by then) and the hold (released at the limit, with a note
+ * on stderr). A caller (bench/suite.py) reads the broker's memory while the
  * connections are held. Any refused or failed connect, or a connection lost
  * while held, is exit status 1 with the reason.
  *

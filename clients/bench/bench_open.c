@@ -20,7 +20,7 @@
  * never delays the schedule (it shows in the latency, not in the sending).
  * With T = 1 one thread does both: each loop turn first sends everything due
  * (at most 1,000 messages, then the sockets are served), then waits in
- * ppoll only until the next due time; how late the sender got is printed as
+ * epoll only until the next due time; how late the sender got is printed as
  * sender_lag_max_us, so a run where receiving held up sending is visible.
  *
  * Each receiving thread records into its own histogram (hist.h), merged at

@@ -28,6 +28,13 @@
  * time pigeon-bench itself used in the timed loop, so that a script can tell
  * how much of the machine other processes took meanwhile.
  *
+ * The other subcommands live next to this file: bench_inbox.c (chat,
+ * catchup, notify), bench_push.c (push-load, latency), bench_client.c
+ * (client-catchup), and over the connection pool (pool.c: many connections
+ * per thread, one epoll loop each) with the latency histogram (hist.c):
+ * bench_open.c (open), bench_throughput.c (throughput), bench_idle.c (idle).
+ * tokens.c mints the tokens they all use.
+ *
  * Every loop is bounded both by a count and by a time limit. Exit status:
  * 0 measured, 1 a failure during the measurement, 2 a usage error.
  * New subcommands go into bench_commands[] at the bottom.
