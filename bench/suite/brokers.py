@@ -214,6 +214,26 @@ def busy_ticks():
     return int(v[1]) + int(v[2]) + int(v[3]) + int(v[6]) + int(v[7])
 
 
+def ephemeral_ports():
+    """(size of the ephemeral port range, local TCP sockets now on a port in it)."""
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 0, 0
+    used = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f, None)
+                for line in f:
+                    port = int(line.split(None, 2)[1].rsplit(":", 1)[1], 16)
+                    if lo <= port <= hi:
+                        used += 1
+        except (OSError, ValueError, IndexError):
+            pass
+    return hi - lo + 1, used
+
+
 def machine(mosquitto, root):
     """The facts the report's header gives."""
     def run(*cmd):

@@ -117,10 +117,16 @@ class Holder:
                     return self.line
             elif self.proc.poll() is not None:
                 break
-        self.release()
+        self.err.flush()
         self.err.seek(0)
-        raise BenchError(f"idle --count {self.count} did not get ready: {self.err.read()[-800:]}"
-                         f" broker: {self.broker.tail()}")
+        why = self.err.read()[-800:]
+        self.release()
+        if "Cannot assign requested address" in why:
+            size, used = B.ephemeral_ports()
+            why += (f" [the ephemeral port range is exhausted: {used} of {size} ports in use, "
+                    f"by other processes' connections or TIME_WAIT]")
+        raise BenchError(f"idle --count {self.count} did not get ready (exit "
+                         f"{self.proc.returncode}): {why} broker: {self.broker.tail()}")
 
     def release(self, limit_s=120):
         if self.proc.poll() is None:
@@ -460,6 +466,11 @@ def memory_and_load(ctx):
     # pigeon's presence grace (10 s default) plus a margin; quick mode does not
     # wait for it (its second batch then overstates pigeon's figure)
     grace_s = 1 if q else 11
+    size, used = B.ephemeral_ports()
+    if size and used + k > size * 9 // 10:
+        ctx.log(f"# WARNING: {used} of {size} ephemeral ports are in use (other connections or "
+                f"TIME_WAIT): {k:,} more connections to 127.0.0.1 may fail with 'Cannot assign "
+                f"requested address'")
     for rep in range(reps):
         vals = {}
         for kind in ctx.order(rep):
