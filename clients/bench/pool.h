@@ -17,6 +17,10 @@
  * bench_pool_stop (clean DISCONNECTs, threads joined). A refused connect or
  * subscription, or a connection lost before bench_pool_stop, marks the pool
  * failed with the reason on stderr.
+ *
+ * To a broker on a 127.x address, connection i connects from source address
+ * 127.1.<i / 250 % 250>.<2 + i % 250> (see pool_connect: the kernel's
+ * ephemeral port search is what limits a single source address).
  */
 #ifndef PIGEON_BENCH_POOL_H
 #define PIGEON_BENCH_POOL_H
