@@ -71,7 +71,7 @@ def wait_quiet(limit_s, max_other):
 
 
 def main(argv):
-    ap = argparse.ArgumentParser(prog="bench/suite.py", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="bench/suite.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")

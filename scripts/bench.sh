@@ -26,7 +26,7 @@ for a in "$@"; do
 	case $a in
 	--no-build) do_build=0 ;;
 	-h | --help)
-		awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"
+		awk 'NR > 2 && /^#/ {sub(/^# ?/, ""); print; next} NR > 2 {exit}' "${BASH_SOURCE[0]}"
 		exec /usr/bin/python3 bench/suite.py --help
 		;;
 	*) args+=("$a") ;;

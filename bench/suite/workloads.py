@@ -279,7 +279,7 @@ def slim(res, keys):
 # ---------------------------------------------------------------- 1 ----
 def throughput(ctx):
     q = ctx.quick
-    count = 20000 if q else 100000
+    count = 20000 if q else 60000
     pairs = (1, 10, 100)
     rows = {p: row(f"tp{p}", f"{p}->{p}", "msg/s",
                    target={"on": "ratio", "op": ">=", "value": 0.9}) for p in pairs}
@@ -340,7 +340,7 @@ def latency(ctx):
 # ---------------------------------------------------------------- 3 ----
 def notify(ctx):
     q = ctx.quick
-    count, users, types = (10000, 100, 10) if q else (100000, 1000, 10)
+    count, users, types = (10000, 100, 10) if q else (50000, 1000, 10)
     r = row("notify", f"{count:,} notifications, {types} types, {users:,} offline users", "msg/s")
     bro = {k: ctx.broker(k) for k in ("pigeon", "plain")}
     prefixes = []
@@ -401,7 +401,7 @@ def catchup(ctx):
 # ---------------------------------------------------------------- 5 ----
 def growth(ctx):
     q = ctx.quick
-    small, fill, count = (1000, 10000, 5000) if q else (1000, 1000000, 30000)
+    small, fill, count = (1000, 10000, 5000) if q else (1000, 1000000, 20000)
     rs = row("growth-small", f"chat to a user with {small:,} stored", "msg/s")
     r = row("growth", f"chat to a user with {fill:,} stored", "msg/s",
             target={"on": "ratio", "op": ">=", "value": 0.8},
@@ -646,7 +646,7 @@ class FakeApns:
 
 def push(ctx):
     q = ctx.quick
-    count, users = (5000, 1000) if q else (50000, 20000)
+    count, users = (5000, 1000) if q else (40000, 20000)
     r = row("push", f"{count:,} CHATs to {users:,} offline users with an APNs device",
             "pushes/s", target={"on": "pigeon", "op": ">=", "value": 5000})
     fake = FakeApns(ctx)
