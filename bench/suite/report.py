@@ -262,6 +262,9 @@ def header(meta):
         f"- noise guard: {meta.get('max_other', 10):g} % of a core; runs redone: "
         f"{meta.get('redone', 0)}",
     ]
+    if meta.get("seconds"):
+        lines.append("- time per workload: " + ", ".join(
+            f"{k} {v:.0f} s" for k, v in meta["seconds"].items()))
     if meta.get("skipped"):
         lines.append(f"- not run: {', '.join(meta['skipped'])}")
     if meta.get("failed"):
