@@ -221,7 +221,7 @@ comparable. Raw results: `bench/results.json`.
 RLIMIT_NOFILE 20,000):
 
 - **pigeon**: all plugins: `pigeon_auth.so` (HS256 secret and an ES256
-  public key), `pigeon_inbox.so` (SQLite on disk in the run's temporary
+  public key, `login_fail_limit 0`), `pigeon_inbox.so` (SQLite on disk in the run's temporary
   directory, `send_rate 0`, `sys_interval 0`, `max_per_user 2000000`) and
   `pigeon_push.so` (its own database; a provider only for the push
   workload), `allow_anonymous false`;
