@@ -93,7 +93,7 @@ static int idle_parse(int argc, char **argv, struct idle_args *a)
 	                        .subscribe = true,
 	                        .keepalive = 600,
 	                        .threads = 2,
-	                        .connect_window = 200,
+	                        .connect_window = BENCH_POOL_CONNECT_WINDOW,
 	                        .time_limit = 600};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {

@@ -259,7 +259,7 @@ static int ol_parse(int argc, char **argv, struct ol_args *a)
 	                      .subscribers = 1,
 	                      .threads = 1,
 	                      .size = 256,
-	                      .connect_window = 200};
+	                      .connect_window = BENCH_POOL_CONNECT_WINDOW};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {

@@ -232,7 +232,7 @@ static int tp_parse(int argc, char **argv, struct tp_args *a)
 	                      .window = 100,
 	                      .size = 256,
 	                      .threads = 2,
-	                      .connect_window = 200,
+	                      .connect_window = BENCH_POOL_CONNECT_WINDOW,
 	                      .count = 100000};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {

@@ -597,7 +597,7 @@ static const struct {
      "open    --port P (--secret-file F | --anonymous) --rate R [--publishers N (1)]\n"
      "        [--subscribers M (1)] [--threads T (1)] [--seconds S (10)] [--warmup S (1)]\n"
      "        [--size B (256)] [--qos 0|1 (1)] [--to PREFIX (ol)] [--curve FILE]\n"
-     "        [--label L] [--time-limit S (seconds + 30)] [--connect-window W (200)]\n"
+     "        [--label L] [--time-limit S (seconds + 30)] [--connect-window W (100)]\n"
      "        open loop: message k due at t0 + k/R from publisher <to>p<k%N> to\n"
      "        <to><k%M>; latency from the due time (HDR percentiles)\n"},
     {"throughput", bench_throughput,
@@ -609,7 +609,7 @@ static const struct {
      "idle    --port P (--secret-file F | --anonymous) --count K [--threads T (2)]\n"
      "        [--prefix PREFIX (idle)] [--keepalive S (600)] [--hold S (0: until stdin\n"
      "        closes)] [--no-subscribe] [--label L] [--time-limit S (600)]\n"
-     "        [--connect-window W (200)]  K connections held (connection scale)\n"},
+     "        [--connect-window W (100)]  K connections held (connection scale)\n"},
 };
 #define BENCH_NCOMMANDS (sizeof(bench_commands) / sizeof(bench_commands[0]))
 

@@ -505,7 +505,7 @@ struct bench_pool *bench_pool_new(const struct bench_pool_conf *conf)
 	}
 	p->conf = *conf;
 	if (p->conf.connect_window == 0) {
-		p->conf.connect_window = 200;
+		p->conf.connect_window = BENCH_POOL_CONNECT_WINDOW;
 	}
 	if (p->conf.keepalive == 0) {
 		p->conf.keepalive = 60;
