@@ -466,11 +466,6 @@ def memory_and_load(ctx):
     # pigeon's presence grace (10 s default) plus a margin; quick mode does not
     # wait for it (its second batch then overstates pigeon's figure)
     grace_s = 1 if q else 11
-    size, used = B.ephemeral_ports()
-    if size and used + k > size * 9 // 10:
-        ctx.log(f"# WARNING: {used} of {size} ephemeral ports are in use (other connections or "
-                f"TIME_WAIT): {k:,} more connections to 127.0.0.1 may fail with 'Cannot assign "
-                f"requested address'")
     for rep in range(reps):
         vals = {}
         for kind in ctx.order(rep):
