@@ -48,6 +48,14 @@ int inbox_config_parse(struct inbox_config *cfg, struct mosquitto_opt *opts, int
 		} else if (strcmp(k, "presence_grace_ms") == 0) {
 			rc =
 			    pg_opt_uint(val, 0, 3600000, &cfg->presence_grace_ms, err, sizeof(err));
+		} else if (strcmp(k, "presence_offline") == 0) {
+			if (strcmp(val, "retain") == 0 || strcmp(val, "clear") == 0) {
+				cfg->presence_clear_offline = strcmp(val, "clear") == 0;
+			} else {
+				rc = -1;
+				strcpy(err, "presence_offline is retain (keep the offline Presence "
+				            "retained) or clear (remove it)");
+			}
 		} else if (strcmp(k, "max_body") == 0) {
 			rc = pg_opt_uint(val, 1, 1u << 20, &v, err, sizeof(err));
 			cfg->max_body = (uint32_t)v;

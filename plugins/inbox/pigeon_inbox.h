@@ -29,6 +29,7 @@ struct inbox_config {
 	uint32_t max_per_user;
 	uint64_t dedup_window_s;
 	uint64_t presence_grace_ms;
+	bool presence_clear_offline; /* offline: clear the retained presence (see presence.c) */
 	uint32_t max_body;
 	unsigned send_rate;  /* per second per user; 0 = unlimited */
 	unsigned send_burst; /* bucket size (2x the rate) */

@@ -61,6 +61,7 @@ static void presence_publish(struct inbox_plugin *ip, const char *uid, bool onli
 	char topic[PG_TOPIC_MAX];
 	size_t len;
 	void *buf;
+	bool retain;
 
 	if (online) {
 		pg_sessions_foreach(uid, collect_device, &dl);
@@ -77,7 +78,18 @@ static void presence_publish(struct inbox_plugin *ip, const char *uid, bool onli
 	}
 	pigeon__presence__pack(&p, buf);
 	pg_topic_format(topic, sizeof(topic), uid, "presence");
-	if (mosquitto_broker_publish(NULL, topic, (int)len, buf, 1, true, NULL) !=
+	/*
+	 * presence_offline clear: Mosquitto keeps a retained message (about
+	 * 1.1 KB with its topic-tree nodes) for every user who ever connected,
+	 * so a broker's memory grows with users ever seen. An empty retained
+	 * publish deletes it (subscribers receive that empty payload too), then
+	 * the offline Presence goes to the live subscribers only, unretained.
+	 */
+	retain = online || !ip->cfg.presence_clear_offline;
+	if (!retain) {
+		mosquitto_broker_publish(NULL, topic, 0, NULL, 1, true, NULL);
+	}
+	if (mosquitto_broker_publish(NULL, topic, (int)len, buf, 1, retain, NULL) !=
 	    MOSQ_ERR_SUCCESS) {
 		mosquitto_free(buf);
 	}

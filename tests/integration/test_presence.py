@@ -147,3 +147,24 @@ def test_users_leaving_one_after_another_each_go_offline_after_their_own_grace(
         assert elapsed >= GRACE_S - 0.05, f"{u} offline after {elapsed:.2f}s"
     time.sleep(0.5)
     assert [p.online for p in events(w, "l-bob")] == [True]
+
+
+def test_presence_offline_clear_keeps_no_retained_message_for_users_who_left(
+        module_brokers, keys, mqtt, pb):
+    """plugin_opt_presence_offline clear: live subscribers see offline, late ones nothing."""
+    b = start_inbox_broker(module_brokers, keys, "presence-clear",
+                           presence_grace_ms=int(GRACE_S * 1000), presence_offline="clear")
+    w = watch(mqtt, b, keys, "watcher-c1")
+    gone = login(mqtt, b, keys, "c-gone")
+    stays = login(mqtt, b, keys, "c-stays")
+    wait_events(w, "c-gone", 1)
+    gone.close()
+    ps = wait_events(w, "c-gone", 2, timeout=GRACE_S + 5 * SLOW)
+    assert [p.online for p in ps] == [True, False]
+    # A service subscribing now is told about the user online, not the one who left.
+    late = watch(mqtt, b, keys, "watcher-c2")
+    (p,) = wait_events(late, "c-stays", 1)
+    assert p.online
+    time.sleep(0.5)
+    assert events(late, "c-gone") == []
+    stays.close()
