@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import select
 import sqlite3
 import subprocess
@@ -174,11 +175,15 @@ class Context:
         """Which broker goes first alternates every repetition."""
         return ("pigeon", "plain") if rep % 2 == 0 else ("plain", "pigeon")
 
-    def bench(self, broker, mode, args, label, timeout=300, auth=None, curve=None, redo=True):
+    def bench(self, broker, mode, args, label, timeout=300, auth=None, curve=None, redo=True,
+              same_uids=False):
         """One pigeon-bench run; its parsed line with other_cpu (percent of one
         core) and the broker's CPU per second; redone once if disturbed (not in
-        quick mode)."""
+        quick mode), with fresh uid prefixes unless same_uids."""
         for attempt in (1, 2):
+            if attempt == 2 and not same_uids:
+                args = [re.sub(r"n\d+x$", f"n{self.next_id()}x", a)
+                        if isinstance(a, str) and self.run_tag in a else a for a in args]
             res = self._bench_once(broker, mode, args, label, timeout, auth, curve)
             # quick mode (a smoke test within 2 minutes) reports, never redoes
             if res["other_cpu"] <= self.max_other or attempt == 2 or self.quick or not redo:
@@ -422,7 +427,7 @@ def growth(ctx):
             vals = {}
             for u in ((su, big) if rep % 2 == 0 else (big, su)):
                 res = ctx.bench(b, "chat", ["--count", count, "--to", u],
-                                "big" if u == big else "small")
+                                "big" if u == big else "small", same_uids=True)
                 vals["big" if u == big else "small"] = res
             rs["reps"].append({"pigeon": vals["small"]["figure"], "plain": None, "ratio": None,
                                "raw": {"pigeon": slim(vals["small"], ("seconds", "other_cpu",
@@ -758,7 +763,7 @@ def push_stall_latency(ctx, fake, opts):
                 res = ctx.bench(st if name == "stall" else none, "latency",
                                 ["--to", f"{pre}{rep}", "--rate", rate, "--count", rate * seconds,
                                  "--warmup", rate // 2, "--time-limit", seconds + 30], name,
-                                timeout=seconds + 60)
+                                timeout=seconds + 60, same_uids=True)
                 vals[name] = res
             r["reps"].append({"pigeon": vals["stall"]["p99_us"], "plain": vals["none"]["p99_us"],
                               "ratio": ratio(vals["stall"]["p99_us"], vals["none"]["p99_us"]),
