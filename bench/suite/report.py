@@ -165,7 +165,8 @@ SECTIONS = [
      []),
     ("memory", "Memory per idle connection",
      "A fresh broker, one warm-up connection, then VmRSS (/proc/<pid>/status); `pigeon-bench "
-     "idle --count K` opens K connections (client id `<uid>:phone`, each subscribed to "
+     "idle --count K` opens K connections (client id `<uid>:phone`, username and token on "
+     "both brokers, each subscribed to "
      "`im/<uid>/#` QoS 1 like an app) and holds them; VmRSS again: bytes per connection = "
      "(held - before) / K. Then those K disconnect (full mode waits 11 s for pigeon's 10 s "
      "presence grace to end; quick mode 1 s) and "
@@ -227,8 +228,9 @@ RLIMIT_NOFILE 20,000):
   workload), `allow_anonymous false`;
 - **plain**: no plugin, `allow_anonymous true`. The clients are the same
   `pigeon-bench` runs with `--anonymous` instead of a secret, except the
-  connect storms, where plain gets the very same CONNECT packets with
-  credentials (which it ignores).
+  connect storms and the idle connections of the memory workload, where
+  plain gets the very same CONNECT packets with username and token (which it
+  does not check, but keeps: a fair memory comparison).
 
 Every workload is repeated; which broker goes first alternates every
 repetition. Tables give the medians over repetitions and the ratio

@@ -95,7 +95,10 @@ class Holder:
 
     def __init__(self, ctx, broker, count, prefix, label):
         self.ctx, self.broker, self.count = ctx, broker, count
-        cmd = [str(ctx.bench_bin), "idle", "--port", str(broker.port), *ctx.auth(broker),
+        # plain gets pigeon's very CONNECTs (username + token): Mosquitto keeps
+        # the username and password of each connection, about 200 B of it
+        cmd = [str(ctx.bench_bin), "idle", "--port", str(broker.port),
+               *ctx.auth(broker, same_credentials=True),
                "--count", str(count), "--prefix", prefix, "--label", label,
                "--time-limit", "600"]
         self.err = open(Path(ctx.tmp) / f"idle-{ctx.next_id()}.err", "w+")
