@@ -173,7 +173,10 @@ SECTIONS = [
      "K connections of NEW uids are held: their bytes per connection (against the same "
      "baseline) show whether the broker keeps memory per user ever seen.",
      "Lower is better. Target: pigeon/plain <= 1.3 for both batches, and pigeon's second batch "
-     "within 1.1 x its first (flat in users ever seen).",
+     "within 1.1 x its first (flat in users ever seen). The suite runs pigeon's defaults: "
+     "`plugin_opt_presence_offline retain` keeps a retained last-seen Presence per user ever "
+     "seen (about 1.1 KB each, docs/configuration.md); `clear` makes the second batch flat on "
+     "Mosquitto >= 2.0.16.",
      ["memory.png"]),
     ("load", "Throughput under load",
      "1->1 `throughput` (window 100) while the memory workload's second batch of K idle "
