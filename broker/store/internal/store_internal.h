@@ -52,6 +52,8 @@ struct store_queue {
 #define STORE_BACKLOG_RESERVE 8192
 #define STORE_BACKLOG_RESERVE_BYTES (4u << 20)
 #define STORE_BATCH_MAX 8192
+/* The store thread's nice value: background work (store_apply.c, Scheduling). */
+#define STORE_THREAD_NICE 19
 /* How long the store thread naps between batches under load. */
 #define STORE_NAP_MS 25
 /* Pause before retrying a failed batch: doubles from min to max. */
