@@ -145,7 +145,8 @@ static bool tp_send(struct tp_run *r, unsigned t, bool *error)
 	for (i = 0; i < th->npairs; i++) {
 		struct tp_pair *pr = th->pairs[i];
 		while (pr->sent < pr->quota && pr->sent - atomic_load(&pr->received) < a->window) {
-			uint64_t now = bench_now_ns(), zero = 0;
+			uint64_t now = bench_now_ns();
+			unsigned long long zero = 0; /* the atomic_ullong's own type (clang) */
 			int rc;
 			if (pr->sent == 0) {
 				atomic_compare_exchange_strong(&r->first_tx_ns, &zero, now);
