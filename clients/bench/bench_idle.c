@@ -37,6 +37,7 @@
 #include "jws.h"
 #include "options.h"
 #include "pool.h"
+#include "stamp.h"
 #include "tokens.h"
 
 #define IDLE_COUNT_MAX 1000000
@@ -54,18 +55,6 @@ static volatile sig_atomic_t idle_signal;
 static void idle_on_signal(int sig)
 {
 	idle_signal = sig;
-}
-
-static uint64_t idle_opt_uint(const char *name, const char *s, uint64_t min, uint64_t max)
-{
-	char err[256];
-	uint64_t v;
-
-	if (pg_opt_uint(s, min, max, &v, err, sizeof(err)) != 0) {
-		fprintf(stderr, "pigeon-bench: --%s: %s\n", name, err);
-		exit(2);
-	}
-	return v;
 }
 
 static int idle_parse(int argc, char **argv, struct idle_args *a)
@@ -102,7 +91,7 @@ static int idle_parse(int argc, char **argv, struct idle_args *a)
 			a->host = optarg;
 			break;
 		case 'p':
-			a->port = (int)idle_opt_uint("port", optarg, 1, 65535);
+			a->port = (int)bench_opt_uint("port", optarg, 1, 65535);
 			break;
 		case 'k':
 			a->secret_file = optarg;
@@ -111,10 +100,10 @@ static int idle_parse(int argc, char **argv, struct idle_args *a)
 			a->anonymous = true;
 			break;
 		case 'n':
-			a->count = (unsigned)idle_opt_uint("count", optarg, 1, IDLE_COUNT_MAX);
+			a->count = (unsigned)bench_opt_uint("count", optarg, 1, IDLE_COUNT_MAX);
 			break;
 		case 'T':
-			a->threads = (unsigned)idle_opt_uint("threads", optarg, 1, 64);
+			a->threads = (unsigned)bench_opt_uint("threads", optarg, 1, 64);
 			break;
 		case 'P':
 			if (!pg_ident_valid_str(optarg)) {
@@ -124,10 +113,10 @@ static int idle_parse(int argc, char **argv, struct idle_args *a)
 			a->prefix = optarg;
 			break;
 		case 'K':
-			a->keepalive = (int)idle_opt_uint("keepalive", optarg, 5, 65535);
+			a->keepalive = (int)bench_opt_uint("keepalive", optarg, 5, 65535);
 			break;
 		case 'H':
-			a->hold = (double)idle_opt_uint("hold", optarg, 0, 86400);
+			a->hold = (double)bench_opt_uint("hold", optarg, 0, 86400);
 			break;
 		case 'S':
 			a->subscribe = false;
@@ -136,11 +125,11 @@ static int idle_parse(int argc, char **argv, struct idle_args *a)
 			a->label = optarg;
 			break;
 		case 'L':
-			a->time_limit = (double)idle_opt_uint("time-limit", optarg, 1, 86400);
+			a->time_limit = (double)bench_opt_uint("time-limit", optarg, 1, 86400);
 			break;
 		case 'W':
 			a->connect_window =
-			    (unsigned)idle_opt_uint("connect-window", optarg, 1, 100000);
+			    (unsigned)bench_opt_uint("connect-window", optarg, 1, 100000);
 			break;
 		default:
 			return 2;

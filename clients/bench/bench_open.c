@@ -46,12 +46,10 @@
 #include "jws.h"
 #include "options.h"
 #include "pool.h"
+#include "stamp.h"
 #include "tokens.h"
 
 #define OL_MARKER "PGOL"
-#define OL_MARKER_LEN 4
-/* marker, k (16 hex digits), ':' and the due time in ns (16 hex digits) */
-#define OL_STAMP_LEN (OL_MARKER_LEN + 16 + 1 + 16)
 #define OL_MESSAGES_MAX 50000000ULL
 #define OL_BURST_MAX 1000
 #define OL_DRAIN_S 10.0
@@ -104,38 +102,14 @@ static uint64_t ol_next_k(const struct ol_run *r, unsigned t, uint64_t from)
 	return from;
 }
 
-static uint64_t ol_hex(const char *s)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 16; i++) {
-		char ch = s[i];
-		v = v << 4 | (uint64_t)(ch >= 'a' ? ch - 'a' + 10 : ch - '0');
-	}
-	return v;
-}
-
-static const char *ol_find_stamp(const char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i + OL_STAMP_LEN <= len; i++) {
-		if (buf[i] == 'P' && memcmp(buf + i, OL_MARKER, OL_MARKER_LEN) == 0) {
-			return buf + i;
-		}
-	}
-	return NULL;
-}
-
 static void ol_on_message(struct bench_conn *c, const struct mosquitto_message *msg)
 {
 	struct ol_run *r = bench_pool_ud(c->pool);
 	struct ol_receiver *rv = &r->receivers[c->thread];
 	uint64_t now = bench_now_ns(), k, due;
-	const char *p = ol_find_stamp(msg->payload, (size_t)msg->payloadlen);
 
-	if (p == NULL || (k = ol_hex(p + OL_MARKER_LEN)) >= r->k_total) {
+	if (bench_stamp_find(msg->payload, (size_t)msg->payloadlen, OL_MARKER, &k, &due) != 0 ||
+	    k >= r->k_total) {
 		rv->foreign++;
 		return;
 	}
@@ -144,7 +118,6 @@ static void ol_on_message(struct bench_conn *c, const struct mosquitto_message *
 		return;
 	}
 	r->seen[k] = 1;
-	due = ol_hex(p + OL_MARKER_LEN + 17);
 	rv->received++;
 	if (k >= r->k_measured0) {
 		bench_hist_record(&rv->hist, now > due ? now - due : 0);
@@ -158,7 +131,7 @@ static uint64_t ol_tick(struct bench_pool *p, unsigned t)
 	struct ol_run *r = bench_pool_ud(p);
 	const struct ol_args *a = r->a;
 	struct ol_sender *s = &r->senders[t];
-	char topic[256], stamp[OL_STAMP_LEN + 1];
+	char topic[256];
 	unsigned burst = 0;
 	uint64_t now;
 
@@ -180,9 +153,7 @@ static uint64_t ol_tick(struct bench_pool *p, unsigned t)
 		if (now - due > s->lag_max_ns) {
 			s->lag_max_ns = now - due;
 		}
-		snprintf(stamp, sizeof(stamp), OL_MARKER "%016llx:%016llx", (unsigned long long)k,
-		         (unsigned long long)due);
-		memcpy(s->payload, stamp, OL_STAMP_LEN);
+		bench_stamp_write(s->payload, OL_MARKER, k, due);
 		snprintf(topic, sizeof(topic), "im/%s%u/chat", a->to,
 		         (unsigned)(k % a->subscribers));
 		rc = bench_pool_publish(pub, topic, (int)a->size, s->payload, a->qos);
@@ -209,18 +180,6 @@ static double ol_opt_num(const char *name, const char *s, double min, double max
 
 	if (end == s || *end != '\0' || !(v >= min && v <= max)) {
 		fprintf(stderr, "pigeon-bench: --%s: a number in [%g, %g]\n", name, min, max);
-		exit(2);
-	}
-	return v;
-}
-
-static uint64_t ol_opt_uint(const char *name, const char *s, uint64_t min, uint64_t max)
-{
-	char err[256];
-	uint64_t v;
-
-	if (pg_opt_uint(s, min, max, &v, err, sizeof(err)) != 0) {
-		fprintf(stderr, "pigeon-bench: --%s: %s\n", name, err);
 		exit(2);
 	}
 	return v;
@@ -267,7 +226,7 @@ static int ol_parse(int argc, char **argv, struct ol_args *a)
 			a->host = optarg;
 			break;
 		case 'p':
-			a->port = (int)ol_opt_uint("port", optarg, 1, 65535);
+			a->port = (int)bench_opt_uint("port", optarg, 1, 65535);
 			break;
 		case 'k':
 			a->secret_file = optarg;
@@ -279,13 +238,13 @@ static int ol_parse(int argc, char **argv, struct ol_args *a)
 			a->rate = ol_opt_num("rate", optarg, 0.001, 10000000);
 			break;
 		case 'N':
-			a->publishers = (unsigned)ol_opt_uint("publishers", optarg, 1, 10000);
+			a->publishers = (unsigned)bench_opt_uint("publishers", optarg, 1, 10000);
 			break;
 		case 'M':
-			a->subscribers = (unsigned)ol_opt_uint("subscribers", optarg, 1, 10000);
+			a->subscribers = (unsigned)bench_opt_uint("subscribers", optarg, 1, 10000);
 			break;
 		case 'T':
-			a->threads = (unsigned)ol_opt_uint("threads", optarg, 1, 64);
+			a->threads = (unsigned)bench_opt_uint("threads", optarg, 1, 64);
 			break;
 		case 's':
 			a->seconds = ol_opt_num("seconds", optarg, 0.001, 3600);
@@ -294,10 +253,11 @@ static int ol_parse(int argc, char **argv, struct ol_args *a)
 			a->warmup = ol_opt_num("warmup", optarg, 0, 3600);
 			break;
 		case 'b':
-			a->size = (unsigned)ol_opt_uint("size", optarg, OL_STAMP_LEN, 1u << 20);
+			a->size =
+			    (unsigned)bench_opt_uint("size", optarg, BENCH_STAMP_LEN, 1u << 20);
 			break;
 		case 'q':
-			a->qos = (int)ol_opt_uint("qos", optarg, 0, 1);
+			a->qos = (int)bench_opt_uint("qos", optarg, 0, 1);
 			break;
 		case 't':
 			if (!pg_ident_valid_str(optarg)) {
@@ -317,7 +277,7 @@ static int ol_parse(int argc, char **argv, struct ol_args *a)
 			break;
 		case 'W':
 			a->connect_window =
-			    (unsigned)ol_opt_uint("connect-window", optarg, 1, 100000);
+			    (unsigned)bench_opt_uint("connect-window", optarg, 1, 100000);
 			break;
 		default:
 			return 2;

@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE /* ppoll */
 #include "bench.h"
+#include "stamp.h"
 
 #include <getopt.h>
 #include <poll.h>
@@ -47,9 +48,6 @@
 #include "tokens.h"
 
 #define BP_MARKER "PGLT"
-#define BP_MARKER_LEN 4
-/* marker, index (16 hex digits), ':' and due time in ns (16 hex digits) */
-#define BP_STAMP_LEN (BP_MARKER_LEN + 16 + 1 + 16)
 
 struct bp_args {
 	const char *host;
@@ -113,50 +111,17 @@ static void bp_on_subscribe(struct mosquitto *m, void *obj, int mid, int n, cons
 	c->subscribed = true;
 }
 
-static uint64_t bp_hex(const char *s)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 16; i++) {
-		char ch = s[i];
-		v = v << 4 | (uint64_t)(ch >= 'a'   ? ch - 'a' + 10
-		                        : ch >= 'A' ? ch - 'A' + 10
-		                                    : ch - '0');
-	}
-	return v;
-}
-
-/* The stamp's marker in buf, or NULL (memmem is a GNU extension). */
-static const char *bp_find_marker(const char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i + BP_STAMP_LEN <= len; i++) {
-		if (buf[i] == 'P' && memcmp(buf + i, BP_MARKER, BP_MARKER_LEN) == 0) {
-			return buf + i;
-		}
-	}
-	return NULL;
-}
-
 static void bp_on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
                           const mosquitto_property *props)
 {
 	struct bp_client *c = obj;
 	uint64_t now = bp_now_ns(), idx, due;
-	const char *p = bp_find_marker(msg->payload, (size_t)msg->payloadlen);
 
 	if (c->lat_us == NULL) {
 		return;
 	}
-	if (p == NULL) {
-		c->foreign++;
-		return;
-	}
-	idx = bp_hex(p + BP_MARKER_LEN);
-	due = bp_hex(p + BP_MARKER_LEN + 17);
-	if (idx >= c->count) {
+	if (bench_stamp_find(msg->payload, (size_t)msg->payloadlen, BP_MARKER, &idx, &due) != 0 ||
+	    idx >= c->count) {
 		c->foreign++;
 		return;
 	}
@@ -395,11 +360,11 @@ static int bp_parse(int argc, char **argv, struct bp_args *a, bool latency)
 		fprintf(stderr, "pigeon-bench: --port and --secret-file are required\n");
 		return 2;
 	}
-	if (latency && (a->rate == 0 || a->size < BP_STAMP_LEN || a->warmup >= a->count)) {
+	if (latency && (a->rate == 0 || a->size < BENCH_STAMP_LEN || a->warmup >= a->count)) {
 		fprintf(stderr,
 		        "pigeon-bench: latency needs --rate > 0, --size >= %d and "
 		        "--warmup < --count\n",
-		        BP_STAMP_LEN);
+		        BENCH_STAMP_LEN);
 		return 2;
 	}
 	return 0;
@@ -444,10 +409,7 @@ static int bp_send(const struct bp_args *a, struct bp_client *c,
 				*lag_max_us = (now - due) / 1000;
 			}
 			if (stamp) {
-				char s[BP_STAMP_LEN + 1];
-				snprintf(s, sizeof(s), BP_MARKER "%016llx:%016llx",
-				         (unsigned long long)i, (unsigned long long)due);
-				memcpy(payload, s, BP_STAMP_LEN);
+				bench_stamp_write(payload, BP_MARKER, i, due);
 			}
 			topic_of(a, i, topic, sizeof(topic));
 			if (mosquitto_publish_v5(c->m, NULL, topic, (int)a->size, payload, 1, false,

@@ -38,12 +38,10 @@
 #include "jws.h"
 #include "options.h"
 #include "pool.h"
+#include "stamp.h"
 #include "tokens.h"
 
 #define TP_MARKER "PGTP"
-#define TP_MARKER_LEN 4
-/* marker, sequence number (16 hex digits), ':' and the send time in ns (16 hex) */
-#define TP_STAMP_LEN (TP_MARKER_LEN + 16 + 1 + 16)
 #define TP_COUNT_MAX 50000000ULL
 
 struct tp_args {
@@ -80,40 +78,18 @@ struct tp_run {
 	atomic_ullong first_tx_ns, received;
 };
 
-static uint64_t tp_hex(const char *s)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 16; i++) {
-		char ch = s[i];
-		v = v << 4 | (uint64_t)(ch >= 'a' ? ch - 'a' + 10 : ch - '0');
-	}
-	return v;
-}
-
-static const char *tp_find_stamp(const char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i + TP_STAMP_LEN <= len; i++) {
-		if (buf[i] == 'P' && memcmp(buf + i, TP_MARKER, TP_MARKER_LEN) == 0) {
-			return buf + i;
-		}
-	}
-	return NULL;
-}
-
 static void tp_on_message(struct bench_conn *c, const struct mosquitto_message *msg)
 {
 	struct tp_run *r = bench_pool_ud(c->pool);
 	struct tp_thread *th = &r->threads[c->thread];
 	struct tp_pair *pr = c->ud;
-	uint64_t now = bench_now_ns(), seq;
-	const char *p = tp_find_stamp(msg->payload, (size_t)msg->payloadlen);
+	uint64_t now = bench_now_ns(), seq, sent_ns;
 	unsigned pt;
 
-	if (pr == NULL || p == NULL || (seq = tp_hex(p + TP_MARKER_LEN)) >= pr->quota) {
+	if (pr == NULL ||
+	    bench_stamp_find(msg->payload, (size_t)msg->payloadlen, TP_MARKER, &seq, &sent_ns) !=
+	        0 ||
+	    seq >= pr->quota) {
 		th->foreign++;
 		return;
 	}
@@ -122,7 +98,7 @@ static void tp_on_message(struct bench_conn *c, const struct mosquitto_message *
 		return;
 	}
 	pr->seen[seq] = 1;
-	bench_hist_record(&th->hist, now - tp_hex(p + TP_MARKER_LEN + 17));
+	bench_hist_record(&th->hist, now - sent_ns);
 	th->last_rx_ns = now;
 	atomic_fetch_add(&pr->received, 1);
 	atomic_fetch_add(&r->received, 1);
@@ -138,7 +114,7 @@ static bool tp_send(struct tp_run *r, unsigned t, bool *error)
 {
 	struct tp_thread *th = &r->threads[t];
 	const struct tp_args *a = r->a;
-	char topic[256], stamp[TP_STAMP_LEN + 1];
+	char topic[256];
 	bool blocked = false;
 	unsigned i;
 
@@ -151,9 +127,7 @@ static bool tp_send(struct tp_run *r, unsigned t, bool *error)
 			if (pr->sent == 0) {
 				atomic_compare_exchange_strong(&r->first_tx_ns, &zero, now);
 			}
-			snprintf(stamp, sizeof(stamp), TP_MARKER "%016llx:%016llx",
-			         (unsigned long long)pr->sent, (unsigned long long)now);
-			memcpy(th->payload, stamp, TP_STAMP_LEN);
+			bench_stamp_write(th->payload, TP_MARKER, pr->sent, now);
 			snprintf(topic, sizeof(topic), "im/%s%u/chat", a->to,
 			         (unsigned)(pr - r->pairs));
 			rc = bench_pool_publish(pr->pub, topic, (int)a->size, th->payload, 1);
@@ -194,18 +168,6 @@ static uint64_t tp_tick(struct bench_pool *p, unsigned t)
 
 static const struct bench_pool_ops tp_ops = {.on_message = tp_on_message, .tick = tp_tick};
 
-static uint64_t tp_opt_uint(const char *name, const char *s, uint64_t min, uint64_t max)
-{
-	char err[256];
-	uint64_t v;
-
-	if (pg_opt_uint(s, min, max, &v, err, sizeof(err)) != 0) {
-		fprintf(stderr, "pigeon-bench: --%s: %s\n", name, err);
-		exit(2);
-	}
-	return v;
-}
-
 static int tp_parse(int argc, char **argv, struct tp_args *a)
 {
 	static const struct option opts[] = {
@@ -242,7 +204,7 @@ static int tp_parse(int argc, char **argv, struct tp_args *a)
 			a->host = optarg;
 			break;
 		case 'p':
-			a->port = (int)tp_opt_uint("port", optarg, 1, 65535);
+			a->port = (int)bench_opt_uint("port", optarg, 1, 65535);
 			break;
 		case 'k':
 			a->secret_file = optarg;
@@ -251,19 +213,20 @@ static int tp_parse(int argc, char **argv, struct tp_args *a)
 			a->anonymous = true;
 			break;
 		case 'N':
-			a->pairs = (unsigned)tp_opt_uint("pairs", optarg, 1, 10000);
+			a->pairs = (unsigned)bench_opt_uint("pairs", optarg, 1, 10000);
 			break;
 		case 'n':
-			a->count = tp_opt_uint("count", optarg, 1, TP_COUNT_MAX);
+			a->count = bench_opt_uint("count", optarg, 1, TP_COUNT_MAX);
 			break;
 		case 'w':
-			a->window = (unsigned)tp_opt_uint("window", optarg, 1, 1000000);
+			a->window = (unsigned)bench_opt_uint("window", optarg, 1, 1000000);
 			break;
 		case 'b':
-			a->size = (unsigned)tp_opt_uint("size", optarg, TP_STAMP_LEN, 1u << 20);
+			a->size =
+			    (unsigned)bench_opt_uint("size", optarg, BENCH_STAMP_LEN, 1u << 20);
 			break;
 		case 'T':
-			a->threads = (unsigned)tp_opt_uint("threads", optarg, 1, 64);
+			a->threads = (unsigned)bench_opt_uint("threads", optarg, 1, 64);
 			break;
 		case 't':
 			if (!pg_ident_valid_str(optarg)) {
@@ -276,11 +239,11 @@ static int tp_parse(int argc, char **argv, struct tp_args *a)
 			a->label = optarg;
 			break;
 		case 'L':
-			a->time_limit = (double)tp_opt_uint("time-limit", optarg, 1, 7200);
+			a->time_limit = (double)bench_opt_uint("time-limit", optarg, 1, 7200);
 			break;
 		case 'W':
 			a->connect_window =
-			    (unsigned)tp_opt_uint("connect-window", optarg, 1, 100000);
+			    (unsigned)bench_opt_uint("connect-window", optarg, 1, 100000);
 			break;
 		default:
 			return 2;

@@ -57,6 +57,7 @@
 #include <openssl/rand.h>
 
 #include "bench.h"
+#include "stamp.h"
 #include "jws.h"
 #include "options.h"
 #include "token.h"
@@ -90,19 +91,6 @@ static double bench_thread_cpu(void)
 
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Parses a decimal option value in [min, max] or exits with a usage error. */
-static uint64_t bench_opt_uint(const char *name, const char *s, uint64_t min, uint64_t max)
-{
-	char err[256];
-	uint64_t v;
-
-	if (pg_opt_uint(s, min, max, &v, err, sizeof(err)) != 0) {
-		fprintf(stderr, "pigeon-bench: --%s: %s\n", name, err);
-		exit(2);
-	}
-	return v;
 }
 
 /* ---- tokens ---------------------------------------------------------- */
