@@ -185,6 +185,14 @@ static int faulty_count_above(struct store_be *be, const char *uid, uint64_t seq
 	return in->ops->count_above(in, uid, seq, now_ms, n);
 }
 
+static int faulty_nth_newest(struct store_be *be, const char *uid, uint64_t below, uint32_t n,
+                             uint64_t *seq)
+{
+	struct store_be *in = faulty_inner(be);
+
+	return in->ops->nth_newest(in, uid, below, n, seq);
+}
+
 static int faulty_dedup_find(struct store_be *be, const char *sender, const char *recipient,
                              const char *msg_id, int64_t since_ms, uint64_t *seq, bool *found)
 {
@@ -224,6 +232,7 @@ const struct store_backend_ops store_faulty_ops = {
     .load_user = faulty_load_user,
     .range = faulty_range,
     .count_above = faulty_count_above,
+    .nth_newest = faulty_nth_newest,
     .dedup_find = faulty_dedup_find,
     .dedup_keys = faulty_dedup_keys,
     .online_users = faulty_online_users,

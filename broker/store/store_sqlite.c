@@ -58,6 +58,7 @@ enum store_stmt {
 	SQL_MSG_RANGE,
 	SQL_MSG_COUNT_ABOVE,
 	SQL_MSG_COUNT_UPTO,
+	SQL_MSG_NTH_NEWEST,
 	SQL_MSG_NOTIFY_SLOTS,
 	SQL_CURSOR_SET,
 	SQL_CURSOR_LOAD,
@@ -186,6 +187,8 @@ static const char *const sql_text[SQL_NSTMTS] = {
     [SQL_MSG_COUNT_UPTO] =
         "SELECT count(*) FROM (SELECT 1 FROM messages INDEXED BY messages_by_user"
         " WHERE uid = ?1 AND seq <= ?2 LIMIT ?3)",
+    [SQL_MSG_NTH_NEWEST] = "SELECT seq FROM messages INDEXED BY messages_by_user"
+                           " WHERE uid = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT 1 OFFSET ?3",
     [SQL_MSG_NOTIFY_SLOTS] = "SELECT type, seq, merged, expires_at_ms FROM messages"
                              " WHERE uid = ?1 AND kind = 2",
     [SQL_CURSOR_SET] = "INSERT INTO cursors(uid, device, seq) VALUES(?1, ?2, ?3)"
@@ -783,6 +786,22 @@ static int store_db_count_above(struct store_db *d, const char *uid, uint64_t se
 	                      PG_STORE_UNREAD_MAX, n);
 }
 
+static int store_db_nth_newest(struct store_db *d, const char *uid, uint64_t below, uint32_t n,
+                               uint64_t *seq)
+{
+	sqlite3_stmt *st = d->stmt[SQL_MSG_NTH_NEWEST];
+	int rc;
+
+	sqlite3_bind_text(st, 1, uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, below > INT64_MAX ? INT64_MAX : (sqlite3_int64)below);
+	sqlite3_bind_int64(st, 3, n > 0 ? (sqlite3_int64)n - 1 : 0);
+	rc = sqlite3_step(st);
+	*seq = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static int store_db_dedup_find(struct store_db *d, const char *sender, const char *recipient,
                                const char *msg_id, int64_t since_ms, uint64_t *seq, bool *found)
 {
@@ -1017,6 +1036,14 @@ static int sq_count_above(struct store_be *be, const char *uid, uint64_t seq, in
 	return sq_result(c, store_db_count_above(&c->d, uid, seq, now_ms, n));
 }
 
+static int sq_nth_newest(struct store_be *be, const char *uid, uint64_t below, uint32_t n,
+                         uint64_t *seq)
+{
+	struct store_sqlite *c = sq_of(be);
+
+	return sq_result(c, store_db_nth_newest(&c->d, uid, below, n, seq));
+}
+
 static int sq_dedup_find(struct store_be *be, const char *sender, const char *recipient,
                          const char *msg_id, int64_t since_ms, uint64_t *seq, bool *found)
 {
@@ -1057,6 +1084,7 @@ const struct store_backend_ops store_sqlite_ops = {
     .load_user = sq_load_user,
     .range = sq_range,
     .count_above = sq_count_above,
+    .nth_newest = sq_nth_newest,
     .dedup_find = sq_dedup_find,
     .dedup_keys = sq_dedup_keys,
     .online_users = sq_online_users,

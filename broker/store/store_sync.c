@@ -77,6 +77,72 @@ static int sync_collect_deletes(struct sync_ctx *c, const struct store_user *u)
 	return 0;
 }
 
+/*
+ * The lowest seq max_per_user keeps once the user's pending records are
+ * applied (0: nothing is dropped). The store thread enforces the cap at
+ * each commit, so the database alone is within it; with appends pending,
+ * a read would otherwise show more than the cap keeps, and messages that
+ * the next commit drops (a client would take them, then be told by
+ * oldest_seq that they were never there). The cap keeps the newest
+ * max_per_user of what is left after pending deletes: the pending appends
+ * (all newer than every row; counted whatever their expiry, as the cap
+ * counts rows) and then rows below the first of them. Rows are bounded by
+ * seq below that first append, so a commit landing meanwhile, which also
+ * puts the appends into the database, changes nothing here.
+ */
+static int sync_retention_floor(struct pg_store *st, const struct store_user *u,
+                                const struct sync_ctx *c, uint64_t *floor)
+{
+	uint32_t max = st->cfg.max_per_user, live = 0, want, n, skipped = 0;
+	const struct store_pending *p, *first = NULL;
+	uint64_t bound = 0, seq = 0;
+	size_t i;
+
+	*floor = 0;
+	for (p = u->pending_head; p && max > 0; p = p->next_user) {
+		if (p->is_delete) {
+			continue;
+		}
+		bound = bound ? bound : p->seq;
+		if (!sync_deleted(c, p->seq)) {
+			first = first ? first : p;
+			live++;
+		}
+	}
+	if (first == NULL) {
+		return 0; /* the database is within the cap, and nothing is added */
+	}
+	if (live >= max) {
+		/* Past the live - max oldest live appends, to the next live one. */
+		for (p = first, n = live; n > max; p = p->next_user) {
+			n -= !p->is_delete && !sync_deleted(c, p->seq);
+		}
+		while (p->is_delete || sync_deleted(c, p->seq)) {
+			p = p->next_user;
+		}
+		*floor = p->seq;
+		return 0;
+	}
+	/* The want-th newest row below bound that no pending delete removes. */
+	want = max - live;
+	for (n = want;; n = want + skipped) {
+		if (st->reader->ops->nth_newest(st->reader, u->uid, bound, n, &seq) != 0) {
+			return -1;
+		}
+		if (seq == 0) {
+			return 0; /* fewer rows than the cap leaves room for */
+		}
+		for (i = 0, skipped = 0; i < c->ndeleted; i++) {
+			skipped += c->deleted[i] >= seq && c->deleted[i] < bound;
+		}
+		if (n == want + skipped) {
+			break;
+		}
+	}
+	*floor = seq;
+	return 0;
+}
+
 /* Bytes an envelope of len bytes takes in a packed SyncReply besides itself (tag, length). */
 static size_t sync_header(size_t len)
 {
@@ -176,7 +242,7 @@ int pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq, uint
 	Pigeon__SyncReply *r = NULL;
 	struct store_user *u;
 	const struct store_pending *p;
-	uint64_t oldest = 0, sql_limit;
+	uint64_t oldest = 0, floor = 0, sql_limit;
 	size_t i;
 
 	*out = NULL;
@@ -195,6 +261,12 @@ int pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq, uint
 		goto io;
 	}
 	pigeon__sync_reply__init(r);
+	if (sync_retention_floor(st, u, &c, &floor) != 0) {
+		goto io;
+	}
+	if (floor > 0 && after_seq < floor - 1) {
+		after_seq = floor - 1; /* what retention is about to drop is not shown */
+	}
 	c.next = u->pending_head;
 	c.after = after_seq;
 	c.now_ms = now_ms;
@@ -235,6 +307,9 @@ int pg_store_sync(struct pg_store *st, const char *uid, uint64_t after_seq, uint
 		}
 	}
 	free(c.deleted);
+	if (oldest != 0 && oldest < floor) {
+		oldest = floor;
+	}
 	r->oldest_seq = oldest ? oldest : u->head + 1;
 	*out = r;
 	return PG_OK;
@@ -299,6 +374,10 @@ int pg_store_unread(struct pg_store *st, const char *uid, const char *device, in
 		} else if (!p->is_delete && p->expires_at_ms > now_ms) {
 			n++;
 		}
+	}
+	/* Retention keeps the newest max_per_user, so at most that many are above the cursor. */
+	if (st->cfg.max_per_user > 0 && n > st->cfg.max_per_user) {
+		n = st->cfg.max_per_user;
 	}
 	*unread = n;
 	return PG_OK;

@@ -361,6 +361,17 @@ static void check_range(const Pigeon__SyncReply *r, uint64_t first, uint64_t las
 	}
 }
 
+/* r holds exactly seqs first..last (bodies not checked). */
+static void check_seqs(const Pigeon__SyncReply *r, uint64_t first, uint64_t last)
+{
+	size_t i;
+
+	CHECK_EQ(r->n_messages, last >= first ? last - first + 1 : 0);
+	for (i = 0; i < r->n_messages && first + i <= last; i++) {
+		CHECK_EQ(r->messages[i]->seq, first + i);
+	}
+}
+
 static void sync_paging_checks(struct pg_store *st)
 {
 	Pigeon__SyncReply *r;
@@ -1088,6 +1099,93 @@ static void test_max_per_user(void)
 	r = sync_of(st, "bob", 0, 100, 1 << 20);
 	check_range(r, 5, 9);
 	CHECK_EQ(r->oldest_seq, 5);
+	pg_store_sync_free(r);
+	fx_done(&f);
+}
+
+/*
+ * What max_per_user is about to drop is not shown while the appends that
+ * push it out are still pending: the read path applies the cap the next
+ * commit applies (a sync would otherwise return messages that then vanish,
+ * and an oldest_seq below them).
+ */
+static void test_max_per_user_with_writes_pending(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct sent s;
+	Pigeon__SyncReply *r;
+	int i;
+
+	fx_init(&f, 3);
+	st = fx_open(&f);
+	/* Everything pending: 6 appends, the cap keeps 4..6. */
+	block_writer(&f);
+	for (i = 1; i <= 6; i++) {
+		CHECK_EQ(chat(st, "alice", "bob", NULL, "b"), (uint64_t)i);
+	}
+	CHECK(pending(st) > 0);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	check_seqs(r, 4, 6);
+	CHECK_EQ(r->oldest_seq, 4);
+	CHECK(!r->more);
+	pg_store_sync_free(r);
+	CHECK_EQ(unread_of(st, "bob", "phone", NULL), 3);
+	unblock_writer(&f);
+	pg_store_flush(st);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	check_seqs(r, 4, 6);
+	CHECK_EQ(r->oldest_seq, 4);
+	pg_store_sync_free(r);
+
+	/* Rows 4..6 applied, 7 and 8 pending: the cap keeps 6..8. */
+	block_writer(&f);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "b"), 7);
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "b"), 8);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	check_seqs(r, 6, 8);
+	CHECK_EQ(r->oldest_seq, 6);
+	pg_store_sync_free(r);
+	/* From a cursor above the floor nothing changes. */
+	r = sync_of(st, "bob", 6, 100, 1 << 20);
+	check_seqs(r, 7, 8);
+	pg_store_sync_free(r);
+	unblock_writer(&f);
+	pg_store_flush(st);
+	r = sync_of(st, "bob", 0, 100, 1 << 20);
+	check_seqs(r, 6, 8);
+	pg_store_sync_free(r);
+
+	/*
+	 * carol: a like applied (seq 1), chats 2 and 3 applied; then a second
+	 * like replaces seq 1 while pending (a pending delete of a row) and
+	 * one more chat: kept are 3, 4 (the like), 5.
+	 */
+	s = notify(st, "carol", "like", "l", now_ms(), 0);
+	sent_free(&s);
+	CHECK_EQ(chat(st, "alice", "carol", NULL, "c"), 2);
+	CHECK_EQ(chat(st, "alice", "carol", NULL, "c"), 3);
+	pg_store_flush(st);
+	block_writer(&f);
+	s = notify(st, "carol", "like", "l", now_ms(), 0);
+	CHECK_EQ(s.seq, 4);
+	sent_free(&s);
+	CHECK_EQ(chat(st, "alice", "carol", NULL, "c"), 5);
+	r = sync_of(st, "carol", 0, 100, 1 << 20);
+	check_seqs(r, 3, 5);
+	CHECK_EQ(r->oldest_seq, 3);
+	pg_store_sync_free(r);
+	/* One more chat pushes 3 out too: only the pending ones are left. */
+	CHECK_EQ(chat(st, "alice", "carol", NULL, "c"), 6);
+	r = sync_of(st, "carol", 0, 100, 1 << 20);
+	check_seqs(r, 4, 6);
+	CHECK_EQ(r->oldest_seq, 4);
+	pg_store_sync_free(r);
+	unblock_writer(&f);
+	pg_store_flush(st);
+	r = sync_of(st, "carol", 0, 100, 1 << 20);
+	check_seqs(r, 4, 6);
+	CHECK_EQ(r->oldest_seq, 4);
 	pg_store_sync_free(r);
 	fx_done(&f);
 }
@@ -2403,6 +2501,7 @@ int main(void)
 	RUN(test_instant);
 	RUN(test_invalid_input);
 	RUN(test_max_per_user);
+	RUN(test_max_per_user_with_writes_pending);
 	RUN(test_ttl);
 	RUN(test_presence);
 	RUN(test_crash_replay);

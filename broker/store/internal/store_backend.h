@@ -120,6 +120,13 @@ struct store_backend_ops {
 	int (*count_above)(struct store_be *be, const char *uid, uint64_t seq, int64_t now_ms,
 	                   uint64_t *n);
 	/*
+	 * The seq of the n-th newest (n >= 1) stored message of uid with seq
+	 * below `below`, expired ones included as max_per_user counts them;
+	 * *seq 0 if there are fewer.
+	 */
+	int (*nth_newest)(struct store_be *be, const char *uid, uint64_t below, uint32_t n,
+	                  uint64_t *seq);
+	/*
 	 * The seq stored under (sender, recipient, msg_id) created at or after
 	 * since_ms; *found false if none.
 	 */
