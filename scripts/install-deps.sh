@@ -26,3 +26,7 @@ if printf '%s\n' "${missing[@]}" | grep -qx mosquitto && [ -d /run/systemd/syste
 	echo "pigeon: disabling the stock mosquitto.service (pigeon starts its own broker)" >&2
 	$sudo systemctl disable --now mosquitto.service || true
 fi
+if printf '%s\n' "${missing[@]}" | grep -qx prometheus && [ -d /run/systemd/system ]; then
+	echo "pigeon: disabling the stock prometheus.service (the tests start their own on 127.0.0.1)" >&2
+	$sudo systemctl disable --now prometheus.service || true
+fi
