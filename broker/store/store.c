@@ -105,6 +105,7 @@ int pg_store_open(const struct pg_store_config *cfg, struct pg_store **out, char
 	if (st->cfg.backlog_max_bytes == 0) {
 		st->cfg.backlog_max_bytes = STORE_BACKLOG_BYTES_DEFAULT;
 	}
+	pg_histogram_init(&st->apply_seconds, &pg_histogram_store_apply_seconds);
 	if (store_queue_init(&st->q) != 0) {
 		free(st->db_path);
 		free(st);
@@ -220,9 +221,11 @@ static int store_journal(struct pg_store *st, Pigeon__Journal__Record *rec, bool
 			st->journal_logged_ms = now;
 		}
 		st->journal_errors++;
+		st->journal_failing = true;
 		free(item);
 		return PG_ERR_IO;
 	}
+	st->journal_failing = false;
 	st->next_lsn++;
 	/* From here the store thread owns item (and may free it before push returns). */
 	*lsn = item->lsn;
@@ -474,10 +477,22 @@ void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *o)
 	o->capped = atomic_load(&st->capped);
 	o->apply_errors = atomic_load(&st->apply_errors);
 	o->failing = atomic_load(&st->apply_failing);
+	o->journal_failing = st->journal_failing;
 	o->pending = st->next_lsn - 1 - atomic_load(&st->applied_lsn);
 	pthread_mutex_lock(&st->q.mu);
 	o->pending_bytes = st->q.bytes;
 	pthread_mutex_unlock(&st->q.mu);
+}
+
+bool pg_store_writable(struct pg_store *st)
+{
+	return !st->journal_failing &&
+	       !atomic_load_explicit(&st->apply_failing, memory_order_relaxed);
+}
+
+const struct pg_histogram *pg_store_apply_histogram(struct pg_store *st)
+{
+	return &st->apply_seconds;
 }
 
 bool pg_store_flush(struct pg_store *st)

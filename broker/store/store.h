@@ -28,6 +28,7 @@
 #define PIGEON_STORE_H
 
 #include "export.h"
+#include "histogram.h"
 #include "result.h"
 
 #include <stdbool.h>
@@ -181,8 +182,27 @@ struct pg_store_stats {
 	uint64_t busy;         /* records refused: backlog at its bound */
 	uint64_t users;        /* users whose state is in memory */
 	bool failing;          /* the store thread's last SQLite write failed */
+	bool journal_failing;  /* the last journal append failed (a send refused PG_ERR_IO) */
 };
 PG_EXPORT void pg_store_get_stats(struct pg_store *st, struct pg_store_stats *out);
+
+/*
+ * Whether the store takes writes now: false while the last journal append
+ * failed (disk full: the record was refused PG_ERR_IO; cleared by the next
+ * append that succeeds) or while the store thread's last database batch
+ * failed (locked, read-only, disk full: stats.failing; cleared by its next
+ * commit). Reads two flags, so it may be called on every loop iteration.
+ */
+PG_EXPORT bool pg_store_writable(struct pg_store *st);
+
+/*
+ * Seconds per database batch on the store thread, begin to commit, one
+ * observation per committed batch (pg_histogram_store_apply_seconds; failed
+ * batches are not observed). Owned by the store and valid until
+ * pg_store_close; the store thread writes it, the broker thread may format
+ * it at any time (histogram.h).
+ */
+PG_EXPORT const struct pg_histogram *pg_store_apply_histogram(struct pg_store *st);
 
 /*
  * Blocks until the store thread has applied everything journaled so far, or

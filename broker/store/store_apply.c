@@ -4,9 +4,10 @@
  * to the database (the backend, internal/store_backend.h) in one batch per
  * transaction (up to STORE_BATCH_MAX records), committed with the last
  * applied LSN, so a crash between the journal write and the commit is
- * repaired by replay. Once a
- * second it also expires messages, prunes the dedup window and removes
- * journal segments that are fully applied.
+ * repaired by replay. Each committed batch's duration (begin to commit,
+ * CLOCK_MONOTONIC) goes into st->apply_seconds (pg_store_apply_histogram).
+ * Once a second it also expires messages, prunes the dedup window and
+ * removes journal segments that are fully applied.
  *
  * A failed transaction (disk full, database locked or read-only, I/O
  * error) is rolled back and retried with the same batch after a pause that
@@ -190,8 +191,10 @@ static int apply_batch(struct pg_store *st, struct store_item **items, size_t n)
 {
 	struct store_be *w = st->writer;
 	uint64_t last = 0, capped = 0;
+	struct timespec t0, t1;
 	size_t i;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (w->ops->batch_begin(w) != 0) {
 		goto fail;
 	}
@@ -205,6 +208,9 @@ static int apply_batch(struct pg_store *st, struct store_item **items, size_t n)
 	if (w->ops->batch_commit(w, last, &capped) != 0) {
 		goto fail;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pg_histogram_observe(&st->apply_seconds, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+	                                                    (t1.tv_nsec - t0.tv_nsec) / 1000));
 	if (capped) {
 		atomic_fetch_add(&st->capped, capped);
 	}

@@ -9,20 +9,37 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 
-void pigeon_sys_publish(const char *leaf, uint64_t value)
+void pigeon_sys_publish_text(const char *leaf, const char *text)
 {
-	char topic[128], text[32];
+	char topic[160];
+	size_t len = strlen(text);
 	void *buf;
-	int len;
 
 	snprintf(topic, sizeof(topic), "$SYS/broker/pigeon/%s", leaf);
-	len = snprintf(text, sizeof(text), "%" PRIu64, value);
-	buf = mosquitto_malloc((size_t)len);
+	buf = mosquitto_malloc(len ? len : 1);
 	if (buf == NULL) {
 		return;
 	}
-	memcpy(buf, text, (size_t)len);
-	if (mosquitto_broker_publish(NULL, topic, len, buf, 0, true, NULL) != MOSQ_ERR_SUCCESS) {
+	memcpy(buf, text, len);
+	if (mosquitto_broker_publish(NULL, topic, (int)len, buf, 0, true, NULL) !=
+	    MOSQ_ERR_SUCCESS) {
 		mosquitto_free(buf);
+	}
+}
+
+void pigeon_sys_publish(const char *leaf, uint64_t value)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "%" PRIu64, value);
+	pigeon_sys_publish_text(leaf, text);
+}
+
+void pigeon_sys_publish_histogram(const char *leaf, const struct pg_histogram *h)
+{
+	char text[PG_HISTOGRAM_TEXT_MAX];
+
+	if (h != NULL && pg_histogram_format(h, text, sizeof(text)) > 0) {
+		pigeon_sys_publish_text(leaf, text);
 	}
 }

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * $SYS/broker/pigeon/... counters (docs/protocol.md "Counters"), published retained as text
- * every plugin_opt_sys_interval seconds, like Mosquitto's own $SYS tree.
+ * every plugin_opt_sys_interval seconds, like Mosquitto's own $SYS tree. store/failing is
+ * also published on the tick it changes, so that a health check sees a full disk at once:
+ * a refused journal append is seen in the same loop iteration (the send's callback runs
+ * before the tick), a failing store thread one iteration after its batch failed.
  */
 #include "pigeon_inbox.h"
 
@@ -17,14 +20,28 @@ static void count_device(const struct pg_session *s, void *ud)
 	(*(uint64_t *)ud)++;
 }
 
+void inbox_counters_init(struct inbox_plugin *ip)
+{
+	pg_histogram_init(&ip->counters.sync_reply_bytes, &pg_histogram_sync_reply_bytes);
+}
+
 void inbox_counters_tick(struct inbox_plugin *ip, int64_t now_ms)
 {
 	struct pg_store_stats ss;
 	char leaf[64];
 	uint64_t devices = 0, users = 0;
+	bool failing;
 	int i;
 
-	if (ip->cfg.sys_interval_s == 0 || now_ms < ip->next_sys_ms) {
+	if (ip->cfg.sys_interval_s == 0) {
+		return;
+	}
+	failing = !pg_store_writable(ip->store);
+	if (failing != ip->failing_shown) {
+		ip->failing_shown = failing;
+		pigeon_sys_publish("store/failing", failing);
+	}
+	if (now_ms < ip->next_sys_ms) {
 		return;
 	}
 	ip->next_sys_ms = now_ms + (int64_t)ip->cfg.sys_interval_s * 1000;
@@ -42,7 +59,12 @@ void inbox_counters_tick(struct inbox_plugin *ip, int64_t now_ms)
 	pigeon_sys_publish("requests/syncs", ss.syncs);
 	pigeon_sys_publish("requests/acks", ss.acks);
 	pigeon_sys_publish("store/pending", ss.pending);
+	pigeon_sys_publish("store/pending_bytes", ss.pending_bytes);
 	pigeon_sys_publish("store/errors", ss.apply_errors);
+	pigeon_sys_publish("store/failing", failing);
+	pigeon_sys_publish_histogram("histogram/store_apply_seconds",
+	                             pg_store_apply_histogram(ip->store));
+	pigeon_sys_publish_histogram("histogram/sync_reply_bytes", &ip->counters.sync_reply_bytes);
 	pigeon_sys_publish("devices/online", devices);
 	pigeon_sys_publish("users/online", users);
 	for (i = 0; i < REFUSED_COUNT; i++) {

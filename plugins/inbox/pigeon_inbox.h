@@ -15,6 +15,7 @@
 #include <mosquitto_plugin.h>
 #include <mqtt_protocol.h>
 
+#include "histogram.h"
 #include "link.h"
 #include "protocol.h"
 #include "ratelimit.h"
@@ -54,6 +55,7 @@ struct inbox_counters {
 	uint64_t instant;  /* INSTANT messages accepted */
 	uint64_t requests; /* $CONTROL requests answered */
 	uint64_t refused[REFUSED_COUNT];
+	struct pg_histogram sync_reply_bytes; /* packed size of each SyncReply sent */
 };
 
 struct presence_user;
@@ -76,6 +78,7 @@ struct inbox_plugin {
 	bool started;              /* first tick done (startup presence reset) */
 	int64_t next_sys_ms;
 	int64_t rates_pruned_ms;
+	bool failing_shown; /* store/failing as last published */
 };
 
 int64_t inbox_now_ms(void);
@@ -113,6 +116,12 @@ void inbox_presence_free(struct inbox_plugin *ip);
 size_t inbox_presence_count(struct inbox_plugin *ip);
 
 /* counters.c */
+void inbox_counters_init(struct inbox_plugin *ip);
+/*
+ * Every tick (once per loop iteration): publishes store/failing at once
+ * when it changed (two flag reads otherwise), and everything every
+ * sys_interval.
+ */
 void inbox_counters_tick(struct inbox_plugin *ip, int64_t now_ms);
 
 #endif

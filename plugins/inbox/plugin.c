@@ -111,6 +111,7 @@ PG_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 		return MOSQ_ERR_NOMEM;
 	}
 	ip->id = identifier;
+	inbox_counters_init(ip);
 	if (pigeon_compat_init(INBOX_LOG_PREFIX) != MOSQ_ERR_SUCCESS) {
 		free(ip);
 		return MOSQ_ERR_UNKNOWN;

@@ -53,6 +53,8 @@ static void handle_sync(struct inbox_plugin *ip, const struct pg_session *s,
 	}
 	r->body_case = PIGEON__REPLY__BODY_SYNC;
 	r->sync = *out;
+	pg_histogram_observe(&ip->counters.sync_reply_bytes,
+	                     pigeon__sync_reply__get_packed_size(*out));
 }
 
 static void handle_ack(struct inbox_plugin *ip, const struct pg_session *s, const Pigeon__Ack *req,

@@ -2487,6 +2487,140 @@ static void test_backend_is_chosen_by_name(void)
 	fx_done(&f);
 }
 
+/* Polls writable until it is want, for at most 5 s. */
+static bool writable_becomes(struct pg_store *st, bool want)
+{
+	int i;
+
+	for (i = 0; i < 500; i++) {
+		if (pg_store_writable(st) == want) {
+			return true;
+		}
+		usleep(10000);
+	}
+	return pg_store_writable(st) == want;
+}
+
+/*
+ * The store thread observes each committed batch's duration, one
+ * observation per commit, and none for a batch that failed (held writes);
+ * the payload is the contract's (histogram.h).
+ */
+static void test_apply_histogram_counts_committed_batches(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	const struct pg_histogram *h;
+	char text[PG_HISTOGRAM_TEXT_MAX];
+	uint64_t before;
+	int i;
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	h = pg_store_apply_histogram(st);
+	CHECK(h != NULL);
+	CHECK_EQ(pg_histogram_count(h), 0);
+	CHECK(pg_histogram_format(h, text, sizeof(text)) > 0);
+	CHECK_STR(text, "0.0005:0 0.001:0 0.0025:0 0.005:0 0.01:0 0.025:0 0.05:0 0.1:0 0.25:0 "
+	                "0.5:0 1:0 2.5:0 5:0 10:0 +Inf:0 sum:0");
+	for (i = 0; i < 3; i++) {
+		chat(st, "alice", "bob", NULL, "m");
+		CHECK(pg_store_flush(st));
+	}
+	/* Each flush waited for its one record's commit: one batch each. */
+	before = pg_histogram_count(h);
+	CHECK_EQ(before, 3);
+
+	block_writer(&f);
+	chat(st, "alice", "bob", NULL, "held");
+	CHECK(writable_becomes(st, false)); /* the held batch failed at least once */
+	CHECK_EQ(pg_histogram_count(h), before);
+	unblock_writer(&f);
+	CHECK(pg_store_flush(st));
+	CHECK(writable_becomes(st, true));
+	CHECK_EQ(pg_histogram_count(h), before + 1);
+	CHECK(pg_histogram_format(h, text, sizeof(text)) > 0);
+	CHECK_CONTAINS(text, "+Inf:");
+	fx_done(&f);
+}
+
+/*
+ * pg_store_writable: true on a healthy store; false while the store
+ * thread's batches fail (held writes, as a locked database) and again true
+ * after its next commit; false once a journal append failed (the file size
+ * limit standing in for a full disk: the send is refused PG_ERR_IO), and it
+ * stays false, though the disk has room again, until an append succeeds.
+ */
+static void test_writable_follows_journal_and_apply_failures(void)
+{
+	struct fx f;
+	struct pg_store *st;
+	struct pg_store_msg m;
+	struct pg_store_stats ss;
+	struct sent s;
+	struct rlimit old, lim;
+	void (*old_xfsz)(int);
+
+	fx_init(&f, 1000);
+	st = fx_open(&f);
+	CHECK(pg_store_writable(st));
+	chat(st, "alice", "bob", NULL, "m1");
+	CHECK(pg_store_flush(st));
+	CHECK(pg_store_writable(st));
+
+	block_writer(&f);
+	chat(st, "alice", "bob", NULL, "m2");
+	CHECK(writable_becomes(st, false));
+	pg_store_get_stats(st, &ss);
+	CHECK(ss.failing);
+	CHECK(!ss.journal_failing);
+	unblock_writer(&f);
+	CHECK(pg_store_flush(st));
+	CHECK(writable_becomes(st, true));
+
+	m = msg_of(PIGEON__KIND__CHAT, "alice", "bob", NULL, NULL, "m3", now_ms());
+	old_xfsz = signal(SIGXFSZ, SIG_IGN);
+	CHECK_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1;
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	s = send_full(st, &m);
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_xfsz);
+	CHECK_EQ(s.rc, PG_ERR_IO);
+	sent_free(&s);
+	CHECK(!pg_store_writable(st));
+	pg_store_get_stats(st, &ss);
+	CHECK(ss.journal_failing);
+	CHECK(!ss.failing);
+	/* The limit is gone, but nothing was appended since: still not writable. */
+	usleep(50000);
+	CHECK(!pg_store_writable(st));
+	CHECK_EQ(chat(st, "alice", "bob", NULL, "m3"), 3);
+	CHECK(pg_store_writable(st));
+	pg_store_get_stats(st, &ss);
+	CHECK(!ss.journal_failing);
+	/* An ack's append clears it too (any record of the journal). */
+	lim.rlim_cur = 1;
+	old_xfsz = signal(SIGXFSZ, SIG_IGN);
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	s = send_full(st, &m);
+	CHECK_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_xfsz);
+	CHECK_EQ(s.rc, PG_ERR_IO);
+	sent_free(&s);
+	CHECK(!pg_store_writable(st));
+	{
+		uint64_t cursor = 0;
+
+		CHECK_EQ(pg_store_ack(st, "bob", "phone", 3, &cursor), PG_OK);
+		CHECK_EQ(cursor, 3);
+	}
+	CHECK(pg_store_writable(st));
+	CHECK(pg_store_flush(st));
+	fx_done(&f);
+}
+
 int main(void)
 {
 	RUN(test_chat_seqs_per_recipient);
@@ -2520,5 +2654,7 @@ int main(void)
 	RUN(test_seq_space_exhausted_refuses);
 	RUN(test_backend_is_chosen_by_name);
 	RUN(test_store_thread_runs_as_background_work);
+	RUN(test_apply_histogram_counts_committed_batches);
+	RUN(test_writable_follows_journal_and_apply_failures);
 	return check_exit();
 }

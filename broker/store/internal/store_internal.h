@@ -16,6 +16,7 @@
 #include <uthash.h>
 
 #include "bloom.h"
+#include "histogram.h"
 #include "ident.h"
 #include "journal.h"
 #include "protocol.h"
@@ -168,10 +169,12 @@ struct pg_store {
 	uint64_t busy_unlogged;    /* refusals since that line */
 	int64_t journal_logged_ms; /* last "journal write failed" log line */
 	uint64_t journal_errors;
+	bool journal_failing; /* the last journal append failed (pg_store_writable) */
 	/* store-thread counters and state */
 	_Atomic uint64_t expired, capped, apply_errors;
-	_Atomic bool apply_failing; /* the last batch failed: retrying */
-	char apply_errmsg[256];     /* why it failed (store thread) */
+	_Atomic bool apply_failing;        /* the last batch failed: retrying */
+	char apply_errmsg[256];            /* why it failed (store thread) */
+	struct pg_histogram apply_seconds; /* committed batches' durations (store thread) */
 };
 
 /* store.c */
