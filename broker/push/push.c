@@ -14,6 +14,11 @@
  * Each provider has its own heap and a cap on what it has in flight, so a
  * provider that is down or slow piles up only its own entries; dispatching
  * the others goes on.
+ *
+ * Every entry, waiting or in flight, is also on one list by creation time
+ * (oldest first: entries are only ever created "now"), so the age of the
+ * oldest push in the outbox (pg_push_oldest_s) costs O(1). Entries loaded
+ * at start count from the start: the outbox rows keep no creation time.
  */
 #include "push.h"
 
@@ -59,6 +64,9 @@ struct push_entry {
 	struct pg_push_job job; /* id, uid, device, platform and the message data */
 	uint32_t attempts;      /* attempts made so far */
 	int64_t due_ms;
+	int64_t created_ms; /* its window opened (loaded at start: the start) */
+	/* p->oldest..newest: every entry, by created_ms (push/oldest_s) */
+	struct push_entry *older, *newer;
 	enum entry_state state;
 	bool dirty;        /* content changed since the row was written */
 	bool persisted;    /* the row exists */
@@ -105,6 +113,7 @@ struct push_provider {
 	size_t nreasons;
 	int64_t latency[PUSH_LATENCY_SAMPLES];
 	size_t nlatency;
+	struct pg_histogram latency_hist; /* every answer since the start */
 	struct pg_loglimit log;
 };
 
@@ -121,6 +130,8 @@ struct pg_push {
 	struct push_device *by_token; /* by tkey */
 	size_t ndevices;
 	struct push_entry *entries; /* by id */
+	struct push_entry *oldest, *newest;
+	int64_t opened_ms; /* pg_push_open's now_ms: created_ms of the entries it loads */
 	uint64_t memory_ids;
 	uint64_t rand_state;
 	struct pg_push_result *batch; /* PUSH_RESULTS_BATCH results */
@@ -488,10 +499,33 @@ bool pg_push_enabled(const struct pg_push *p, enum pg_push_platform platform)
 
 /* ---- entries ------------------------------------------------------------ */
 
+/* Appends e, the newest entry, to the age list. */
+static void entry_link(struct pg_push *p, struct push_entry *e)
+{
+	e->older = p->newest;
+	e->newer = NULL;
+	if (p->newest != NULL) {
+		p->newest->newer = e;
+	} else {
+		p->oldest = e;
+	}
+	p->newest = e;
+}
+
 static void entry_free(struct pg_push *p, struct push_entry *e)
 {
 	struct push_provider *pv = &p->providers[e->job.platform];
 
+	if (e->older != NULL) {
+		e->older->newer = e->newer;
+	} else {
+		p->oldest = e->newer;
+	}
+	if (e->newer != NULL) {
+		e->newer->older = e->older;
+	} else {
+		p->newest = e->older;
+	}
 	HASH_DEL(p->entries, e);
 	pv->outbox--;
 	free(e);
@@ -549,6 +583,8 @@ static void entry_add_loaded(const struct pg_push_job *job, uint32_t attempts, i
 		return;
 	}
 	HASH_ADD(hh, p->entries, job.id, sizeof(e->job.id), e);
+	e->created_ms = p->opened_ms;
+	entry_link(p, e);
 	pv->outbox++;
 	d = device_find(p, job->uid, job->device);
 	if (d != NULL && d->waiting == NULL && d->platform == job->platform) {
@@ -593,6 +629,8 @@ static void device_push(struct pg_push *p, struct push_device *d, const struct p
 		return;
 	}
 	HASH_ADD(hh, p->entries, job.id, sizeof(e->job.id), e);
+	e->created_ms = m->now_ms;
+	entry_link(p, e);
 	pv->outbox++;
 	d->waiting = e;
 }
@@ -651,9 +689,13 @@ static void count_reason(struct push_provider *pv, const char *reason)
 
 static void note_latency(struct push_provider *pv, int64_t ms)
 {
-	if (pv->nlatency < PUSH_LATENCY_SAMPLES) {
-		pv->latency[pv->nlatency++] = ms < 0 ? 0 : ms;
+	if (ms < 0) {
+		ms = 0;
 	}
+	if (pv->nlatency < PUSH_LATENCY_SAMPLES) {
+		pv->latency[pv->nlatency++] = ms;
+	}
+	pg_histogram_observe(&pv->latency_hist, (uint64_t)ms * 1000);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -673,7 +715,7 @@ void pg_push_counters(struct pg_push *p, void (*fn)(const char *leaf, uint64_t v
 	for (i = 0; i < PG_PUSH_PLATFORM_COUNT; i++) {
 		struct push_provider *pv = &p->providers[i];
 		const char *name = pg_push_platform_name((enum pg_push_platform)i);
-		uint64_t p50 = 0, p99 = 0;
+		uint64_t p50 = 0, p99 = 0, failed = 0;
 		size_t r;
 
 		outbox += pv->outbox;
@@ -691,6 +733,10 @@ void pg_push_counters(struct pg_push *p, void (*fn)(const char *leaf, uint64_t v
 		fn(LEAF("%s/retried", name), pv->retried, ud);
 		fn(LEAF("%s/removed", name), pv->removed, ud);
 		fn(LEAF("%s/outbox", name), pv->outbox, ud);
+		for (r = 0; r < pv->nreasons; r++) {
+			failed += pv->reasons[r].count;
+		}
+		fn(LEAF("%s/failed", name), failed, ud);
 		fn(LEAF("%s/latency_ms/p50", name), p50, ud);
 		fn(LEAF("%s/latency_ms/p99", name), p99, ud);
 		for (r = 0; r < pv->nreasons; r++) {
@@ -701,6 +747,35 @@ void pg_push_counters(struct pg_push *p, void (*fn)(const char *leaf, uint64_t v
 	}
 	fn("outbox", outbox, ud);
 	fn("devices", p->ndevices, ud);
+}
+
+uint64_t pg_push_oldest_s(const struct pg_push *p, int64_t now_ms)
+{
+	int64_t age;
+
+	if (p->oldest == NULL) {
+		return 0;
+	}
+	age = now_ms - p->oldest->created_ms;
+	return age > 0 ? (uint64_t)(age / 1000) : 0;
+}
+
+const struct pg_histogram *pg_push_latency_histogram(const struct pg_push *p,
+                                                     enum pg_push_platform platform)
+{
+	return pg_push_enabled(p, platform) ? &p->providers[platform].latency_hist : NULL;
+}
+
+bool pg_push_device_platform(struct pg_push *p, const char *uid, const char *device,
+                             enum pg_push_platform *platform)
+{
+	struct push_device *d = device_find(p, uid, device);
+
+	if (d == NULL) {
+		return false;
+	}
+	*platform = d->platform;
+	return true;
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -803,8 +878,7 @@ static void apply_result(struct pg_push *p, const struct pg_push_result *r, int6
 	e->state = ENTRY_WAITING;
 	e->due_ms = now_ms + retry_delay_ms(p, r, e->attempts);
 	d = device_find(p, e->job.uid, e->job.device);
-	if (d != NULL && d->platform == e->job.platform && d->waiting != NULL &&
-	    d->waiting != e) {
+	if (d != NULL && d->platform == e->job.platform && d->waiting != NULL && d->waiting != e) {
 		/*
 		 * Messages came while e was in flight and opened a push of their
 		 * own: that push joins e (which keeps its attempts and backoff),
@@ -1021,6 +1095,7 @@ int pg_push_open(const struct pg_push_config *cfg, const struct pg_push_env *env
 {
 	struct pg_push *p = calloc(1, sizeof(*p));
 	char why[256];
+	int i;
 
 	*out = NULL;
 	if (p == NULL) {
@@ -1028,6 +1103,11 @@ int pg_push_open(const struct pg_push_config *cfg, const struct pg_push_env *env
 		return PG_ERR_NOMEM;
 	}
 	copy_config(p, cfg);
+	p->opened_ms = now_ms;
+	for (i = 0; i < PG_PUSH_PLATFORM_COUNT; i++) {
+		pg_histogram_init(&p->providers[i].latency_hist,
+		                  &pg_histogram_push_latency_seconds);
+	}
 	if (env != NULL) {
 		p->env = *env;
 	}

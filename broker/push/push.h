@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "histogram.h"
 #include "job.h"
 #include "link.h"
 #include "push_config.h"
@@ -77,8 +78,8 @@ PG_EXPORT int pg_push_register(struct pg_push *p, const char *uid, const char *d
                                bool sandbox, int64_t now_ms, char *why, size_t whylen);
 
 /* UnregisterDevice: 0 (also when nothing was registered) or 500. */
-PG_EXPORT int pg_push_unregister(struct pg_push *p, const char *uid, const char *device,
-                                 char *why, size_t whylen);
+PG_EXPORT int pg_push_unregister(struct pg_push *p, const char *uid, const char *device, char *why,
+                                 size_t whylen);
 
 /*
  * A CHAT or NOTIFY was stored for m->to: opens (or extends) a coalescing
@@ -91,12 +92,35 @@ PG_EXPORT void pg_push_tick(struct pg_push *p, int64_t now_ms);
 
 /*
  * Calls fn for every counter, leaf names relative to the push folder:
- * "outbox", "devices", "<provider>/sent", "<provider>/retried",
- * "<provider>/removed", "<provider>/failed/<reason>",
- * "<provider>/outbox", "<provider>/latency_ms/p50" and ".../p99" (over the
- * answers since the previous call; 0 when none).
+ * "outbox", "devices", and for each configured provider "<provider>/sent",
+ * "<provider>/retried", "<provider>/removed", "<provider>/failed" (the total
+ * of its reasons), "<provider>/failed/<reason>", "<provider>/outbox",
+ * "<provider>/latency_ms/p50" and ".../p99" (over the answers since the
+ * previous call; 0 when none).
  */
 PG_EXPORT void pg_push_counters(struct pg_push *p,
                                 void (*fn)(const char *leaf, uint64_t value, void *ud), void *ud);
+
+/*
+ * Age in whole seconds at now_ms of the oldest push in the outbox (waiting
+ * for its window, backing off or in flight), 0 when it is empty. A push
+ * loaded at start counts from pg_push_open's now_ms. O(1).
+ */
+PG_EXPORT uint64_t pg_push_oldest_s(const struct pg_push *p, int64_t now_ms);
+
+/*
+ * The provider's answer times (the samples of latency_ms/p50 and p99, one
+ * per result; pg_histogram_push_latency_seconds), or NULL if the platform is
+ * not configured. Owned by p, valid until pg_push_close; broker thread.
+ */
+PG_EXPORT const struct pg_histogram *pg_push_latency_histogram(const struct pg_push *p,
+                                                               enum pg_push_platform platform);
+
+/*
+ * The platform registered for (uid, device): true and *platform, or false
+ * if the device has no registration. One hash lookup.
+ */
+PG_EXPORT bool pg_push_device_platform(struct pg_push *p, const char *uid, const char *device,
+                                       enum pg_push_platform *platform);
 
 #endif

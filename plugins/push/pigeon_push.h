@@ -35,6 +35,9 @@ struct push_plugin {
 	int64_t next_sys_ms;
 };
 
+/* counters.c: every $SYS leaf of pigeon_push, now (the sys interval is the caller's). */
+void push_counters_publish(struct push_plugin *pp, int64_t now_ms);
+
 /* config.c */
 int push_config_parse(struct push_plugin_config *cfg, struct mosquitto_opt *opts, int nopts);
 void push_config_free(struct push_plugin_config *cfg);

@@ -3,7 +3,8 @@
  * pigeon_push entry points: parse the options, open the push core, offer
  * it to pigeon_inbox through the link (common/link.h: stored messages and
  * RegisterDevice arrive there), and on every tick apply the workers'
- * results, send what is due, publish the counters and drain the log.
+ * results, send what is due, publish the counters (counters.c) and drain
+ * the log.
  *
  * Load it after pigeon_auth and pigeon_inbox. Which devices are connected
  * comes from the session registry that pigeon_auth fills (sessions.h): an
@@ -21,7 +22,6 @@
 #include "log.h"
 #include "log_sink.h"
 #include "sessions.h"
-#include "sys_counter.h"
 
 static int64_t push_now_ms(void)
 {
@@ -72,15 +72,6 @@ static int link_unregister(void *ud, const char *uid, const char *device, char *
 	return pg_push_unregister(pp->push, uid, device, why, whylen);
 }
 
-static void publish_counter(const char *leaf, uint64_t value, void *ud)
-{
-	char topic[160];
-
-	(void)ud;
-	snprintf(topic, sizeof(topic), "push/%s", leaf);
-	pigeon_sys_publish(topic, value);
-}
-
 static int push_tick_cb(int event, void *event_data, void *userdata)
 {
 	struct push_plugin *pp = userdata;
@@ -91,7 +82,7 @@ static int push_tick_cb(int event, void *event_data, void *userdata)
 	pg_push_tick(pp->push, now);
 	if (pp->cfg.sys_interval_s > 0 && now >= pp->next_sys_ms) {
 		pp->next_sys_ms = now + (int64_t)pp->cfg.sys_interval_s * 1000;
-		pg_push_counters(pp->push, publish_counter, NULL);
+		push_counters_publish(pp, now);
 	}
 	pg_log_drain();
 	return MOSQ_ERR_SUCCESS;

@@ -192,3 +192,80 @@ def publishes(dev, name, payload):
     with dev.client.cv:
         return sum(1 for m in dev.client.messages
                    if m.topic == SYS + name and m.payload == payload)
+
+
+# ------------------------------------------------------------ pigeon_push
+
+
+def online_leaves(ops):
+    ops._collect()
+    return {k[len(SYS):]: v for k, v in ops.sys.items()
+            if re.fullmatch(re.escape(SYS) + r"(devices|users)/online/[a-z]+", k)}
+
+
+def test_push_leaves_by_platform_latency_failed_and_oldest(brokers, keys, mqtt, fakes, pb):
+    from pushlib import PushWorld, device_token
+
+    apns, fcm = fakes.start("apns"), fakes.start("fcm")
+    w = PushWorld(brokers, keys, mqtt, {"apns": apns, "fcm": fcm}, inbox={"sys_interval": 1},
+                  max_attempts=3)
+    ops = w.login("ops", "sys", role="service", extra_filters=[SYS + "#"])
+
+    # By platform: alice's phone registered for APNs and her unregistered web
+    # session, both connected; ops (a service, never registered) is a "none" device too.
+    phone = w.register("alice", "apns", device_token("apns", 1), device="phone", offline=False)
+    w.login("alice", "web")
+    want = {f"{kind}/online/{p}": "0" for kind in ("devices", "users") for p in PLATFORMS}
+    want.update({"devices/online/apns": "1", "users/online/apns": "1",
+                 "devices/online/none": "2", "users/online/none": "2"})
+    assert ops.wait(lambda d: online_leaves(d) == want, 5 * SLOW), online_leaves(ops)
+    wait_leaf(ops, "devices/online", "3")  # the inbox's total: the six add up to it
+    # The phone goes away: only the web session is left for alice.
+    w.offline(phone)
+    want.update({"devices/online/apns": "0", "users/online/apns": "0",
+                 "devices/online/none": "2", "users/online/none": "2"})
+    assert ops.wait(lambda d: online_leaves(d) == want, 5 * SLOW), online_leaves(ops)
+
+    # Every configured provider has a failed total, 0 so far; an empty outbox is 0 s old.
+    wait_leaf(ops, "push/apns/failed", "0")
+    wait_leaf(ops, "push/fcm/failed", "0")
+    wait_leaf(ops, "push/oldest_s", "0")
+    assert leaf(ops, "push/xiaomi/failed") is None  # not configured
+    assert leaf(ops, "histogram/push_latency_seconds/xiaomi") is None
+    assert hist_of(ops, "histogram/push_latency_seconds/apns", PUSH_BOUNDS) == \
+        ([0] * len(PUSH_BOUNDS), 0, 0.0)
+
+    # One push delivered, then one that fails three times (max_attempts 3): four answers.
+    assert w.bob.chat("alice", b"one") in PUBACK_ACCEPTED
+    apns.wait_delivered(1)
+    apns.set_mode("error500", count=3)
+    assert w.bob.chat("alice", b"two") in PUBACK_ACCEPTED
+    apns.wait_requests(4, timeout=15 * SLOW)
+    wait_leaf(ops, "push/apns/failed/http_5xx", "1", timeout=10 * SLOW)
+    wait_leaf(ops, "push/apns/failed", "1")
+    wait_leaf(ops, "push/apns/retried", "2")
+    _, count, total = wait_hist_count(ops, "histogram/push_latency_seconds/apns", PUSH_BOUNDS,
+                                      lambda c: c >= 4)
+    assert count == len(apns.requests()) == 4
+    assert total >= 0
+    wait_leaf(ops, "push/oldest_s", "0")
+
+    # A stalled provider: the push waits in the outbox and push/oldest_s grows.
+    w.register("dave", "fcm", device_token("fcm", 2))
+    fcm.set_mode("stall")
+    t = time.monotonic()
+    assert w.bob.chat("dave", b"stuck") in PUBACK_ACCEPTED
+    assert fcm.wait_requests(1)[0]["verdict"]["reason"] == "stall"
+    assert ops.wait(lambda d: int(d.sys.get(SYS + "push/oldest_s", "0")) >= 2, 5 * SLOW), \
+        leaf(ops, "push/oldest_s")
+    age = int(leaf(ops, "push/oldest_s"))
+    assert age <= time.monotonic() - t + 1
+    assert leaf(ops, "push/fcm/outbox") == "1"
+    fcm.set_mode("ok")  # drops the stalled stream: retried, then delivered
+    fcm.wait_delivered(1, timeout=10 * SLOW)
+    wait_leaf(ops, "push/oldest_s", "0")
+    wait_leaf(ops, "push/fcm/failed", "0")
+    wait_leaf(ops, "push/outbox", "0")
+    _, fcount, _ = wait_hist_count(ops, "histogram/push_latency_seconds/fcm", PUSH_BOUNDS,
+                                   lambda c: c >= 2)
+    assert fcount == len(fcm.requests())

@@ -3,7 +3,9 @@
  * The push core (broker/push/push.h) through its public interface: device
  * registration and its errors, tokens moving between users, the trigger
  * (not-connected devices only), coalescing into one outbox row per device,
- * the outbox surviving a reopen, retries and giving up after max_attempts.
+ * the outbox surviving a reopen, retries and giving up after max_attempts,
+ * and what the $SYS leaves read (the oldest push's age, the failed total,
+ * the latency histogram, a device's platform).
  *
  * The provider is the webhook one pointed at a loopback port nobody
  * listens on, so every attempt is a real connection refused: the network
@@ -26,7 +28,7 @@
 #include "push.h"
 
 struct counters {
-	uint64_t outbox, devices, sent, retried, failed_network;
+	uint64_t outbox, devices, sent, retried, failed_network, failed;
 };
 
 static void read_counter(const char *leaf, uint64_t value, void *ud)
@@ -43,6 +45,8 @@ static void read_counter(const char *leaf, uint64_t value, void *ud)
 		c->retried = value;
 	} else if (strcmp(leaf, "webhook/failed/network") == 0) {
 		c->failed_network = value;
+	} else if (strcmp(leaf, "webhook/failed") == 0) {
+		c->failed = value;
 	}
 }
 
@@ -280,8 +284,8 @@ static void test_in_flight_push_takes_later_messages(void)
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	      listen(fd, 16) == 0 && getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fd, 16) == 0 &&
+	      getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", ntohs(sa.sin_port));
 	c.webhook_url = url;
 	c.webhook_secret = "test-secret";
@@ -320,6 +324,86 @@ static void test_in_flight_push_takes_later_messages(void)
 	close(fd);
 }
 
+/*
+ * The figures behind push/oldest_s, push/<p>/failed, the latency histogram
+ * and devices/online/<platform>: the age of the oldest push (0 when the
+ * outbox is empty; a loaded one counts from the open), the failed total
+ * (the sum of the reasons), one latency observation per provider result,
+ * and the platform a (uid, device) registered.
+ */
+static void test_metrics_of_outbox_and_providers(void)
+{
+	const struct pg_histogram *h;
+	enum pg_push_platform pl = PG_PUSH_APNS;
+	struct pg_push *p;
+	struct counters c = {0};
+	char why[256];
+	int64_t t, deadline;
+	uint64_t age;
+
+	snprintf(db_path, sizeof(db_path), "%s/metrics.db", dir);
+	p = open_push(true, 60000);
+	if (p == NULL) {
+		return;
+	}
+	CHECK_EQ(pg_push_oldest_s(p, now_ms()), 0);
+	CHECK(pg_push_latency_histogram(p, PG_PUSH_APNS) == NULL);
+	h = pg_push_latency_histogram(p, PG_PUSH_WEBHOOK);
+	CHECK(h != NULL);
+	CHECK_EQ(pg_histogram_count(h), 0);
+	CHECK_EQ(pg_push_register(p, "erin", "phone", "webhook", "tok-e", "", false, now_ms(), why,
+	                          sizeof(why)),
+	         0);
+	CHECK(pg_push_device_platform(p, "erin", "phone", &pl));
+	CHECK_EQ(pl, PG_PUSH_WEBHOOK);
+	CHECK(!pg_push_device_platform(p, "erin", "laptop", &pl));
+	CHECK(!pg_push_device_platform(p, "frank", "phone", &pl));
+
+	t = now_ms();
+	stored(p, "erin", 1);
+	age = pg_push_oldest_s(p, t + 2500);
+	CHECK(age == 2 || age == 1); /* stored at t or a few ms after */
+	CHECK_EQ(pg_push_oldest_s(p, t), 0);
+	stored(p, "erin", 2); /* folds in: the age is the window's */
+	CHECK_EQ(pg_push_oldest_s(p, t + 2500), age);
+	pg_push_close(p);
+
+	/* Reopened: the loaded push counts from the open, and is sent (refused) at once. */
+	t = now_ms();
+	p = open_push(true, 0);
+	if (p == NULL) {
+		return;
+	}
+	age = pg_push_oldest_s(p, t + 3000);
+	CHECK(age == 3 || age == 2);
+	deadline = now_ms() + 15000;
+	while (now_ms() < deadline) {
+		pg_push_tick(p, now_ms());
+		c = counters_of(p);
+		if (c.outbox == 0) {
+			break;
+		}
+		usleep(10000);
+	}
+	CHECK_EQ(c.outbox, 0);
+	CHECK_EQ(pg_push_oldest_s(p, now_ms()), 0);
+	/* max_attempts 2: one retry, then given up (counted under its reason). */
+	CHECK_EQ(c.retried, 1);
+	CHECK_EQ(c.failed_network, 1);
+	CHECK_EQ(c.failed, 1);
+	h = pg_push_latency_histogram(p, PG_PUSH_WEBHOOK);
+	CHECK(h != NULL);
+	CHECK_EQ(pg_histogram_count(h), 2); /* one per result */
+	{
+		char text[PG_HISTOGRAM_TEXT_MAX];
+
+		CHECK(pg_histogram_format(h, text, sizeof(text)) > 0);
+		CHECK_CONTAINS(text, "+Inf:2 sum:");
+		CHECK(strncmp(text, "0.005:", 6) == 0);
+	}
+	pg_push_close(p);
+}
+
 int main(void)
 {
 	if (mkdtemp(dir) == NULL) {
@@ -331,6 +415,7 @@ int main(void)
 	RUN(test_tokens_move_and_windows_coalesce);
 	RUN(test_retries_then_gives_up);
 	RUN(test_in_flight_push_takes_later_messages);
+	RUN(test_metrics_of_outbox_and_providers);
 	{
 		char cmd[300];
 
