@@ -199,3 +199,94 @@ def test_every_source_file_carries_the_licence():
     missing = [p for p in sources
                if "SPDX-License-Identifier: Apache-2.0" not in (REPO / p).read_text()[:300]]
     assert not missing, f"no SPDX line in {missing}"
+
+
+# --- docker/: the health check, the exporter and Prometheus (docs/operations.md) ---
+
+def _compose_services():
+    """docker/compose.yaml's services, each as its block of text (the file is
+    plain block YAML; PyYAML is not among the packages)."""
+    text = (REPO / "docker" / "compose.yaml").read_text()
+    body = text[text.index("\nservices:\n") + len("\nservices:\n"):]
+    body = re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]
+    parts = re.split(r"^  ([A-Za-z0-9_-]+):\n", body, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def _flow_list(block, key):
+    m = re.search(rf"^\s+{key}: (\[.*\])$", block, re.M)
+    assert m, f"no one-line {key}: [...] in\n{block}"
+    import json
+    return json.loads(m.group(1))
+
+
+def test_image_healthcheck_is_the_exporter_ready_check():
+    docker = (REPO / "docker" / "Dockerfile").read_text()
+    m = re.search(r"^HEALTHCHECK ((?:--[a-z-]+=\S+\s+)+)\\\n\s+CMD (\[.*\])$", docker, re.M)
+    assert m, "no HEALTHCHECK with options and an exec-form CMD"
+    opts = dict(re.findall(r"--([a-z-]+)=(\S+)", m.group(1)))
+    assert set(opts) == {"interval", "timeout", "start-period", "retries"}, opts
+    import json
+    cmd = json.loads(m.group(2))
+    assert cmd[0] == "/usr/local/bin/pigeon-exporter"
+    line = " ".join(cmd)
+    assert "--check ready" in line and "--secret-file /var/lib/pigeon/jwt.secret" in line
+    # Its own device: a check must not take over a running exporter's client id.
+    assert "--device" in cmd and cmd[cmd.index("--device") + 1] != "exporter"
+    # Docker's timeout leaves room for the check's own wait for $SYS.
+    check_timeout = float(cmd[cmd.index("--timeout") + 1]) if "--timeout" in cmd else 5.0
+    assert float(opts["timeout"].rstrip("s")) > check_timeout
+    # The image installs pigeon-exporter where the health check runs it.
+    cmake = "".join(p.read_text() for p in (REPO / "clients").rglob("CMakeLists.txt"))
+    assert re.search(r"install\(TARGETS[^)]*\bpigeon-exporter\b[^)]*RUNTIME", cmake), \
+        "pigeon-exporter is not installed to bin/"
+
+
+def test_prometheus_image_installs_only_listed_packages():
+    text = (REPO / "docker" / "prometheus.Dockerfile").read_text()
+    assert text.startswith("# SPDX-License-Identifier: Apache-2.0")
+    assert re.search(r"^FROM debian:12\b", text, re.M)
+    installs = re.findall(r"apt-get install ([^\n&\\]+)", text)
+    assert installs, "prometheus.Dockerfile installs nothing"
+    pkgs = [w for line in installs for w in line.split() if not w.startswith("-")]
+    assert pkgs == ["prometheus"], pkgs
+    assert all("--no-install-recommends" in line for line in installs)
+    assert set(pkgs) <= set(package_list()), "a package the shared list does not have"
+    # It reads its configuration from the directory compose mounts conf/prometheus/ on.
+    conf = re.search(r"--config\.file=(/etc/pigeon/prometheus)/([\w.-]+)", text)
+    assert conf and (REPO / "conf" / "prometheus" / conf.group(2)).is_file(), conf
+    prom = _compose_services()["prometheus"]
+    assert re.search(rf"^\s+- \.\./conf/prometheus:{conf.group(1)}:ro$", prom, re.M), prom
+    assert re.search(r"^\s+dockerfile: prometheus\.Dockerfile$", prom, re.M)
+
+
+def test_compose_exporter_and_prometheus():
+    services = _compose_services()
+    assert {"pigeon", "exporter", "prometheus"} <= set(services), sorted(services)
+    text = (REPO / "docker" / "compose.yaml").read_text()
+    # Every published port is on the host's loopback only.
+    published = re.findall(r"^\s+- \"([^\"]+)\"$", text, re.M)
+    ports = [p for p in published if re.fullmatch(r"[\d.]*:?\d+:\d+", p)]
+    assert len(ports) == 3 and all(p.startswith("127.0.0.1:") for p in ports), ports
+    exp = services["exporter"]
+    # The same image as the broker's...
+    assert "build: *pigeon-build" in services["pigeon"] and "build: *pigeon-build" in exp
+    assert re.search(r"^x-pigeon-build: &pigeon-build\n  context: \.\.\n  dockerfile: docker/Dockerfile$",
+                     text, re.M)
+    # ...running pigeon-exporter, not the broker's entrypoint.
+    argv = _flow_list(exp, "entrypoint") + _flow_list(exp, "command")
+    assert argv[0] == "/usr/local/bin/pigeon-exporter"
+    line = " ".join(argv)
+    for opt in ("--host pigeon", "--listen 0.0.0.0:9883", "--secret-file /var/lib/pigeon/jwt.secret"):
+        assert opt in line, opt
+    assert re.search(r"^\s+- pigeon-data:/var/lib/pigeon:ro$", exp, re.M)
+    assert re.search(r"^\s+- pigeon-data:/var/lib/pigeon$", services["pigeon"], re.M)
+    assert re.search(r"^    depends_on:\n      pigeon:\n        condition: service_healthy$", exp, re.M)
+    assert "127.0.0.1:9883:9883" in exp and "127.0.0.1:9090:9090" in services["prometheus"]
+    # Its own health check (the image's asks a broker on its own loopback),
+    # with a tool the image has.
+    health = _flow_list(exp, "test")
+    assert health[0] == "CMD" and health[1] in package_list() and "9883" in health[-1]
+    # Prometheus in compose scrapes the exporter service on its port.
+    scrape = (REPO / "conf" / "prometheus" / "prometheus-compose.yml").read_text()
+    assert re.search(r'targets: \["exporter:9883"\]', scrape)
