@@ -12,16 +12,24 @@ The operator's files stay valid and agree with what pigeon-exporter exports
 - every metric named in an alert or a dashboard query is a family that
   `pigeon-exporter --list-metrics` prints (or Prometheus's own `up`), and
   every family it prints is explained in docs/operations.md;
-- each alert's runbook annotation names a section of docs/operations.md.
+- each alert's runbook annotation names a section of docs/operations.md;
+- on a live broker (auth, inbox, push with a fake webhook) scraped through
+  pigeon-exporter by a real Prometheus with these rules, every dashboard
+  query returns a series (so its labels and selectors match what the
+  exporter serves), and every rule evaluates without error and stays quiet.
 
-No broker is needed: only promtool (Debian's prometheus package) and the
-built pigeon-exporter.
+Only the last test needs a broker; the others need promtool (Debian's
+prometheus package) and the built pigeon-exporter.
 """
 
 import json
 import re
 import shutil
+import signal
 import subprocess
+import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -34,6 +42,7 @@ ALERTS_TEST = PROM_DIR / "alerts_test.yml"
 DASHBOARD = REPO / "conf" / "grafana" / "pigeon-dashboard.json"
 OPERATIONS = REPO / "docs" / "operations.md"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 # The alerts the contract names (metrics.md, "Ops files").
 ALERT_NAMES = {"PigeonDown", "PigeonStoreBacklogGrowing", "PigeonStoreFailing",
@@ -265,3 +274,98 @@ def test_every_exported_family_is_documented(families):
     doc = OPERATIONS.read_text()
     missing = sorted(f for f in families if not re.search(rf"`{re.escape(f)}(?:\{{[^`]*\}})?`", doc))
     assert not missing, f"docs/operations.md does not explain {missing}"
+
+
+# Queries that may rightly be empty on a fresh, healthy broker: the same
+# time yesterday, and failures by reason (no push has failed).
+MAY_BE_EMPTY = (" offset 1d", "pigeon_push_failures_total")
+
+
+def _http_json(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.load(r)
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_dashboard_and_rules_on_a_live_broker(tmp_path, brokers, keys, fakes):
+    import pushlib
+
+    hook = fakes.start("webhook")
+    broker = pushlib.start_push_broker(
+        brokers, keys, "ops", fakes.ca, {"webhook": hook}, extra_config=["sys_interval 1"],
+        inbox={"sys_interval": 1}, auth=keys.auth_options(sys_interval=1), **pushlib.FAST)
+    eport, pport = harness.free_port(), harness.free_port()
+    exporter = subprocess.Popen(
+        [str(harness.build_path("bin", "pigeon-exporter")), "--port", str(broker.port),
+         "--secret-file", str(keys.secret_file), "--listen", f"127.0.0.1:{eport}"],
+        stdout=open(tmp_path / "exporter.out", "w"), stderr=subprocess.STDOUT)
+    prom = None
+    try:
+        svc = keys.token(sub="svc", role="service")
+        for i in range(5):
+            subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-V", "mqttv5", "-u", "svc",
+                            "-P", svc, "-i", "svc:api", "-q", "1", "-t", f"im/u{i}/chat",
+                            "-m", f"hello {i}"], check=True, timeout=10, capture_output=True)
+        # conf/prometheus as shipped, pointed at this exporter and sped up.
+        conf = tmp_path / "prometheus"
+        conf.mkdir()
+        shutil.copy(ALERTS, conf / "alerts.yml")
+        text = (PROM_DIR / "prometheus.yml").read_text()
+        for a, b in (("127.0.0.1:9883", f"127.0.0.1:{eport}"), ("scrape_interval: 15s", "scrape_interval: 1s"),
+                     ("scrape_timeout: 10s", "scrape_timeout: 1s"),
+                     ("evaluation_interval: 15s", "evaluation_interval: 1s")):
+            assert a in text
+            text = text.replace(a, b)
+        (conf / "prometheus.yml").write_text(text)
+        prom = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={conf / 'prometheus.yml'}",
+             f"--storage.tsdb.path={conf / 'data'}", f"--web.listen-address=127.0.0.1:{pport}"],
+            stdout=open(tmp_path / "prometheus.out", "w"), stderr=subprocess.STDOUT)
+        api = f"http://127.0.0.1:{pport}/api/v1"
+
+        def query(expr):
+            return _http_json(f"{api}/query?" + urllib.parse.urlencode({"query": expr}))
+
+        queries = [(title, e.replace("$__rate_interval", "5s").replace("$instance", ".*"))
+                   for title, e in dashboard_targets()]
+        empty = None
+        deadline = time.monotonic() + 40 * harness.SLOW
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                results = [(t, e, query(e)) for t, e in queries]
+            except OSError:
+                continue  # Prometheus not listening yet
+            for _, e, r in results:
+                assert r["status"] == "success", (e, r)
+            empty = [f"{t}: {e}" for t, e, r in results
+                     if not r["data"]["result"] and not any(m in e for m in MAY_BE_EMPTY)]
+            if not empty:
+                break
+        assert empty == [], ("dashboard queries without a series:\n" + "\n".join(empty or ["?"])
+                             + "\n" + (tmp_path / "exporter.out").read_text()[-2000:])
+        # Every rule evaluated at least once (health "unknown" before that).
+        while True:
+            rules = _http_json(f"{api}/rules")["data"]["groups"]
+            states = {r["name"]: (r["health"], r.get("lastError", ""), r["state"])
+                      for g in rules for r in g["rules"]}
+            if all(h != "unknown" for h, _, _ in states.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert set(states) == ALERT_NAMES
+        for name, (health, err, state) in states.items():
+            assert health == "ok" and not err, (name, health, err)
+            assert state == "inactive", (name, state)
+    finally:
+        if prom is not None:
+            _stop(prom)
+        _stop(exporter)
