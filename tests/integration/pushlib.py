@@ -469,14 +469,17 @@ class PushWorld:
     people of a push test: devices that register and go offline, a user
     (`bob`) and a service (`svc`) that send, and `ops`, a service watching
     $SYS/broker/pigeon/push/#. providers: {platform: FakeProvider} (and
-    "apns_sandbox"); opts: pigeon_push options over FAST.
+    "apns_sandbox"); opts: pigeon_push options over FAST; inbox, auth:
+    those plugins' options; extra_config: broker config lines.
     """
 
-    def __init__(self, brokers, keys, mqtt, providers, name="push", inbox=None, **opts):
+    def __init__(self, brokers, keys, mqtt, providers, name="push", inbox=None, auth=None,
+                 extra_config=(), **opts):
         self.brokers, self.keys, self.mqtt = brokers, keys, mqtt
         self.providers = dict(providers)
         self.ca = next(iter(providers.values())).ca
-        self.broker = start_push_broker(brokers, keys, name, self.ca, self.providers, inbox=inbox,
+        self.broker = start_push_broker(brokers, keys, name, self.ca, self.providers,
+                                        extra_config=extra_config, inbox=inbox, auth=auth,
                                         **dict(FAST, **opts))
         self._bob = self._svc = self._ops = None
 
