@@ -49,6 +49,10 @@ int exp_check_run(const struct exp_opts *o)
 		}
 		exp_state_wait(st, &gen, deadline);
 	}
+	if (!f.connected && f.error[0] == '\0') {
+		snprintf(f.error, sizeof(f.error), "no answer from %s:%d within %.0f s",
+		         o->broker.host, o->broker.port, o->timeout_s);
+	}
 	ok = exp_health_eval(o->check, &f, &o->limits, &report) && !report.failed;
 	exp_mqtt_stop(m);
 	exp_state_free(st);

@@ -550,7 +550,7 @@ def _read_varint(sock_file):
 
 class FakeSysBroker:
     """
-    A one-connection-at-a-time MQTT 5 server on a free 127.0.0.1 port that
+    A minimal MQTT 5 server (a thread per connection) on a free 127.0.0.1 port that
     CONNACKs any CONNECT, SUBACKs any SUBSCRIBE (granting QoS 0), then sends
     every (topic, payload bytes) of messages as a QoS 0 PUBLISH, and keeps
     answering PINGREQs. Enough of MQTT to feed pigeon-exporter whatever a
@@ -568,7 +568,7 @@ class FakeSysBroker:
         self.port = self.sock.getsockname()[1]
         self.sent = threading.Event()  # every message written to a subscriber
         self.connects = 0
-        self._conn = None
+        self._conns = []
         self._stop = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -581,13 +581,16 @@ class FakeSysBroker:
                 continue
             except OSError:
                 return
-            self._conn = conn
-            try:
-                self._session(conn)
-            except (EOFError, OSError, ValueError):
-                pass
-            finally:
-                conn.close()
+            self._conns.append(conn)
+            threading.Thread(target=self._run_session, args=(conn,), daemon=True).start()
+
+    def _run_session(self, conn):
+        try:
+            self._session(conn)
+        except (EOFError, OSError, ValueError):
+            pass
+        finally:
+            conn.close()
 
     def _session(self, conn):
         conn.settimeout(30)
@@ -627,9 +630,9 @@ class FakeSysBroker:
         """Closes the listening socket and the connection (the client sees it end)."""
         self._stop = True
         self.sock.close()
-        if self._conn is not None:
+        for conn in self._conns:
             try:
-                self._conn.shutdown(socket.SHUT_RDWR)
+                conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
         self._thread.join(5)

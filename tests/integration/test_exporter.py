@@ -22,6 +22,7 @@ Mosquitto's and every plugin's sys_interval at 1 s.
 
 import os
 import random
+import re
 import resource
 import socket
 import time
@@ -591,3 +592,51 @@ def test_garbage_on_sys_is_ignored_and_never_crashes_it(exporters, tmp_path):
     # The fake gone: the session is down, only the exporter's own.
     exp = e.wait_metrics(lambda x: x.value("pigeon_up") == 0, what="pigeon_up 0")
     assert exp.names() <= OWN_FAMILIES
+
+
+def test_stale_sys_and_a_stuck_push_outbox(exporters, tmp_path):
+    P = "$SYS/broker/pigeon/"
+    fake = FakeSysBroker([(P + "messages/stored", b"1"), (P + "store/failing", b"0"),
+                          (P + "push/devices", b"3"), (P + "push/oldest_s", b"400")])
+    try:
+        e = exporters.start(["-p", fake.port, "--token", fake_token(), "--stale-after", "2"])
+        e.wait_up()
+        status, _, body = e.request("/health/ready")
+        assert (status, body) == (503, b"broker ok\nstore ok\npush stuck (oldest 400 s, "
+                                       b"over 300 s)\n")
+        check = ["-p", fake.port, "--token", fake_token(), "--check"]
+        assert check_once(check + ["ready"], tmp_path)[:2] == (
+            1, "broker ok\nstore ok\npush stuck (oldest 400 s, over 300 s)\n")
+        assert check_once(check + ["ready", "--push-stuck-after", "400"], tmp_path)[:2] == (
+            0, "broker ok\nstore ok\npush ok (oldest 400 s)\n")
+        assert check_once(check + ["live"], tmp_path)[:2] == (0, "broker ok\n")
+        # The fake says nothing more: after --stale-after, $SYS is stale.
+        exp = e.wait_metrics(lambda x: x.value("pigeon_up") == 0, what="pigeon_up 0")
+        assert exp.names() <= OWN_FAMILIES
+        assert exp.value("pigeon_exporter_sys_age_seconds") > 2
+        status, _, body = e.request("/health/live")
+        assert status == 503
+        assert re.fullmatch(rb"broker stale \(no \$SYS message for \d+ s, over 2 s\)\n", body), body
+    finally:
+        fake.stop()
+
+
+def test_the_token_file_is_read_again_at_every_connect(brokers, keys, exporters, tmp_path):
+    b = brokers.start(inbox_plugins(keys, "rot", brokers.workdir, sys_interval=1,
+                                    auth={"sys_interval": 1}), SYS1, name="rot")
+    tf = tmp_path / "exporter.token"
+    # Signed with a secret the broker does not know: refused at every try...
+    bad = harness.Keys(tmp_path).sign({"sub": "x-rot", "role": "service",
+                                       "exp": int(time.time()) + 600}, "HS256")
+    tf.write_text(bad + "\n")
+    e = exporters.start(broker_args(b) + ["--token-file", tf])
+    b.expect_log(r"pigeon_auth: refused login of client 'x-rot:exporter'")
+    status, _, body = e.request("/health/live")
+    assert (status, body) == (503, b"broker down (connection refused: Not authorized)\n")
+    assert e.metrics().value("pigeon_up") == 0
+    # ...until the file holds a good token: the next attempt logs in with it.
+    tf.write_text(keys.token("x-rot", role="service") + "\n")
+    exp = e.wait_up(timeout=TIMEOUT + 10)
+    assert exp.value("pigeon_exporter_connects_total") == 1
+    e.wait_value("pigeon_auth_logins_total", lambda v: v is not None and v >= 1,
+                 result="refused")
