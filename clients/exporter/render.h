@@ -43,7 +43,7 @@ void exp_render(struct exp_buf *b, const struct exp_own *own, const struct exp_v
 /* The order exp_render wants (qsort over const struct exp_value *). */
 int exp_value_cmp(const void *a, const void *b);
 
-/* The same line for --list-metrics: "<name>" for each family, in table order. */
+/* --list-metrics: every family name of the table, one per line, in table order. */
 void exp_render_list(struct exp_buf *b);
 
 #endif

@@ -633,7 +633,11 @@ def test_the_token_file_is_read_again_at_every_connect(brokers, keys, exporters,
     b.expect_log(r"pigeon_auth: refused login of client 'x-rot:exporter'")
     status, _, body = e.request("/health/live")
     assert (status, body) == (503, b"broker down (connection refused: Not authorized)\n")
-    assert e.metrics().value("pigeon_up") == 0
+    # Never a $SYS message yet: pigeon_up 0, no age, nothing of the broker's.
+    exp = e.metrics()
+    assert exp.value("pigeon_up") == 0
+    assert exp.names() == {"pigeon_up", "pigeon_exporter_connects_total"}
+    assert exp.value("pigeon_exporter_connects_total") == 0
     # ...until the file holds a good token: the next attempt logs in with it.
     tf.write_text(keys.token("x-rot", role="service") + "\n")
     exp = e.wait_up(timeout=TIMEOUT + 10)
