@@ -95,7 +95,7 @@ const struct exp_metric exp_metrics[] = {
      "Persistent clients disconnected (sessions kept)."},
     {"mosquitto_clients_maximum", EXP_GAUGE, EXP_KIND_UINT, "clients/maximum",
      "Most clients connected at once since the broker started."},
-    {"mosquitto_clients_total", EXP_GAUGE, EXP_KIND_UINT, "clients/total",
+    {"mosquitto_clients_registered", EXP_GAUGE, EXP_KIND_UINT, "clients/total",
      "Clients connected and disconnected persistent ones."},
     {"mosquitto_messages_received_total", EXP_COUNTER, EXP_KIND_UINT, "messages/received",
      "MQTT packets of any type received."},

@@ -56,7 +56,7 @@ CONTRACT_FAMILIES = {
     "pigeon_users_online_by_platform",
     "pigeon_auth_logins_total", "pigeon_auth_denied_total", "pigeon_auth_disconnected_total",
     "mosquitto_clients_connected", "mosquitto_clients_disconnected", "mosquitto_clients_maximum",
-    "mosquitto_clients_total", "mosquitto_messages_received_total",
+    "mosquitto_clients_registered", "mosquitto_messages_received_total",
     "mosquitto_messages_sent_total", "mosquitto_publish_messages_received_total",
     "mosquitto_publish_messages_sent_total", "mosquitto_publish_messages_dropped_total",
     "mosquitto_bytes_received_total", "mosquitto_bytes_sent_total", "mosquitto_store_messages",
