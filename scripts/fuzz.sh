@@ -26,7 +26,7 @@ bash scripts/install-deps.sh
 seconds=${PIGEON_FUZZ_SECONDS:-60}
 build=${PIGEON_FUZZ_BUILD:-build-fuzz}
 cc=${PIGEON_FUZZ_CC:-clang}
-all=(token claims request topic journal push_answer dump_line)
+all=(token claims request topic journal push_answer dump_line sys_payload)
 if [ $# -gt 0 ]; then
 	targets=("$@")
 else
