@@ -36,6 +36,7 @@ from exporterlib import (OWN_FAMILIES, ExporterPool, FakeSysBroker, broker_args,
 from harness import SLOW, TIMEOUT, free_port, wait_until
 from inboxlib import PUBACK_ACCEPTED, REPLY_OK, Device, inbox_plugins
 from pushlib import PushWorld, device_token
+from test_store_faults import DbLock, set_fsize  # the store fault techniques
 
 SYS1 = ["sys_interval 1"]  # Mosquitto's own $SYS every second
 PLATFORMS = ("apns", "fcm", "huawei", "xiaomi", "webhook", "none")
@@ -374,10 +375,6 @@ def test_only_the_exporters_own_metrics_while_the_broker_is_down(brokers, keys, 
 # ------------------------------------------------------------ health and --check
 
 
-def set_fsize(broker, limit):
-    resource.prlimit(broker.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
-
 def test_readiness_follows_the_store_through_a_full_disk(brokers, keys, mqtt, exporters,
                                                         tmp_path, pb):
     b = harness.Broker(brokers.workdir, inbox_plugins(keys, "full", brokers.workdir, send_rate=0,
@@ -419,6 +416,47 @@ def test_readiness_follows_the_store_through_a_full_disk(brokers, keys, mqtt, ex
     assert e.request("/health/ready")[0] == 200
     assert check_once(check + ["ready"], tmp_path)[:2] == (0, "broker ok\nstore ok\n"
                                                               "push not loaded\n")
+
+
+def test_readiness_follows_the_store_through_a_locked_database(brokers, keys, mqtt, exporters,
+                                                              tmp_path, pb):
+    """
+    Another process holds the database (test_store_faults.DbLock): every batch
+    of the store thread fails, sends are still acknowledged (journaled), and
+    readiness says the store is failing until the lock goes and the backlog
+    is applied.
+    """
+    b = harness.Broker(brokers.workdir, inbox_plugins(keys, "lock", brokers.workdir, send_rate=0,
+                                                      sys_interval=1, auth={"sys_interval": 1}),
+                       SYS1, name="lock")
+    brokers.brokers.append(b)
+    b.start()
+    e = exporters.start(broker_args(b) + ["--secret-file", keys.secret_file])
+    check = broker_args(b) + ["--secret-file", keys.secret_file, "--check", "ready"]
+    svc = Device.login(mqtt, b, keys, "l-svc", role="service")
+    assert svc.chat("l-bob", b"before") in PUBACK_ACCEPTED
+    e.wait_up()
+    e.wait_value("pigeon_store_failing", 0)
+    lock = DbLock(b)
+    try:
+        for i in range(5):
+            assert svc.chat("l-bob", b"locked %d" % i) in PUBACK_ACCEPTED
+        e.wait_value("pigeon_store_failing", 1)
+        e.wait_value("pigeon_store_backlog_records", lambda v: v is not None and v >= 5)
+        status, _, body = e.request("/health/ready")
+        assert (status, body) == (503, b"broker ok\nstore failing (the last write failed)\n"
+                                       b"push not loaded\n")
+        assert e.request("/health/live")[0] == 200
+        assert check_once(check, tmp_path)[0] == 1
+    finally:
+        lock.release()
+    # The store thread retries by itself: no send is needed to recover.
+    e.wait_value("pigeon_store_failing", 0)
+    e.wait_value("pigeon_store_backlog_records", 0)
+    assert e.request("/health/ready")[0] == 200
+    assert check_once(check, tmp_path)[:2] == (0, "broker ok\nstore ok\npush not loaded\n")
+    got = Device.login(mqtt, b, keys, "l-bob").sync()
+    assert [m.body for m in got.messages] == [b"before"] + [b"locked %d" % i for i in range(5)]
 
 
 def test_check_exits_1_when_the_broker_is_unreachable_or_refuses(world, keys, tmp_path):
