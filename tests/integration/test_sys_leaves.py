@@ -22,9 +22,9 @@ import re
 import resource
 import time
 
-import harness
 from harness import PUBACK_NOT_AUTHORIZED, SLOW, wait_until
-from inboxlib import PUBACK_ACCEPTED, Device, inbox_plugins, start_inbox_broker
+from inboxlib import PUBACK_ACCEPTED, Device, start_inbox_broker
+from test_store_faults import set_fsize, start_fault_broker  # the disk-full technique
 
 SYS = "$SYS/broker/pigeon/"
 
@@ -128,20 +128,6 @@ def test_inbox_leaves_and_histograms(brokers, keys, mqtt, pb):
     wait_leaf(ops, "store/pending_bytes", "0")
     wait_leaf(ops, "store/pending", "0")
     assert leaf(ops, "store/failing") == "0"
-
-
-def start_fault_broker(pool, keys, name, **inbox_opts):
-    """A broker whose file writes can be made to fail (RLIMIT_FSIZE; test_store_faults.py)."""
-    opts = {"send_rate": 0}
-    opts.update(inbox_opts)
-    b = harness.Broker(pool.workdir, inbox_plugins(keys, name, pool.workdir, **opts), name=name)
-    b.keep_ignored_signals = True
-    pool.brokers.append(b)
-    return b.start()
-
-
-def set_fsize(broker, limit):
-    resource.prlimit(broker.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
 
 def test_store_failing_while_the_disk_is_full(brokers, keys, mqtt, pb):

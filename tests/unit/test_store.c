@@ -372,6 +372,18 @@ static void check_seqs(const Pigeon__SyncReply *r, uint64_t first, uint64_t last
 	}
 }
 
+/* A sync of uid after `after` holds exactly seqs first..last, and oldest_seq is oldest. */
+static void check_sync(struct pg_store *st, const char *uid, uint64_t after, uint64_t first,
+                       uint64_t last, uint64_t oldest)
+{
+	Pigeon__SyncReply *r = sync_of(st, uid, after, 100, 1 << 20);
+
+	check_seqs(r, first, last);
+	CHECK_EQ(r->oldest_seq, oldest);
+	CHECK(!r->more);
+	pg_store_sync_free(r);
+}
+
 static void sync_paging_checks(struct pg_store *st)
 {
 	Pigeon__SyncReply *r;
@@ -1114,7 +1126,6 @@ static void test_max_per_user_with_writes_pending(void)
 	struct fx f;
 	struct pg_store *st;
 	struct sent s;
-	Pigeon__SyncReply *r;
 	int i;
 
 	fx_init(&f, 3);
@@ -1125,36 +1136,22 @@ static void test_max_per_user_with_writes_pending(void)
 		CHECK_EQ(chat(st, "alice", "bob", NULL, "b"), (uint64_t)i);
 	}
 	CHECK(pending(st) > 0);
-	r = sync_of(st, "bob", 0, 100, 1 << 20);
-	check_seqs(r, 4, 6);
-	CHECK_EQ(r->oldest_seq, 4);
-	CHECK(!r->more);
-	pg_store_sync_free(r);
+	check_sync(st, "bob", 0, 4, 6, 4);
 	CHECK_EQ(unread_of(st, "bob", "phone", NULL), 3);
 	unblock_writer(&f);
 	pg_store_flush(st);
-	r = sync_of(st, "bob", 0, 100, 1 << 20);
-	check_seqs(r, 4, 6);
-	CHECK_EQ(r->oldest_seq, 4);
-	pg_store_sync_free(r);
+	check_sync(st, "bob", 0, 4, 6, 4);
 
 	/* Rows 4..6 applied, 7 and 8 pending: the cap keeps 6..8. */
 	block_writer(&f);
 	CHECK_EQ(chat(st, "alice", "bob", NULL, "b"), 7);
 	CHECK_EQ(chat(st, "alice", "bob", NULL, "b"), 8);
-	r = sync_of(st, "bob", 0, 100, 1 << 20);
-	check_seqs(r, 6, 8);
-	CHECK_EQ(r->oldest_seq, 6);
-	pg_store_sync_free(r);
+	check_sync(st, "bob", 0, 6, 8, 6);
 	/* From a cursor above the floor nothing changes. */
-	r = sync_of(st, "bob", 6, 100, 1 << 20);
-	check_seqs(r, 7, 8);
-	pg_store_sync_free(r);
+	check_sync(st, "bob", 6, 7, 8, 6);
 	unblock_writer(&f);
 	pg_store_flush(st);
-	r = sync_of(st, "bob", 0, 100, 1 << 20);
-	check_seqs(r, 6, 8);
-	pg_store_sync_free(r);
+	check_sync(st, "bob", 0, 6, 8, 6);
 
 	/*
 	 * carol: a like applied (seq 1), chats 2 and 3 applied; then a second
@@ -1171,22 +1168,13 @@ static void test_max_per_user_with_writes_pending(void)
 	CHECK_EQ(s.seq, 4);
 	sent_free(&s);
 	CHECK_EQ(chat(st, "alice", "carol", NULL, "c"), 5);
-	r = sync_of(st, "carol", 0, 100, 1 << 20);
-	check_seqs(r, 3, 5);
-	CHECK_EQ(r->oldest_seq, 3);
-	pg_store_sync_free(r);
+	check_sync(st, "carol", 0, 3, 5, 3);
 	/* One more chat pushes 3 out too: only the pending ones are left. */
 	CHECK_EQ(chat(st, "alice", "carol", NULL, "c"), 6);
-	r = sync_of(st, "carol", 0, 100, 1 << 20);
-	check_seqs(r, 4, 6);
-	CHECK_EQ(r->oldest_seq, 4);
-	pg_store_sync_free(r);
+	check_sync(st, "carol", 0, 4, 6, 4);
 	unblock_writer(&f);
 	pg_store_flush(st);
-	r = sync_of(st, "carol", 0, 100, 1 << 20);
-	check_seqs(r, 4, 6);
-	CHECK_EQ(r->oldest_seq, 4);
-	pg_store_sync_free(r);
+	check_sync(st, "carol", 0, 4, 6, 4);
 	fx_done(&f);
 }
 
